@@ -1,0 +1,60 @@
+"""Project tasks: lint, type check, the test matrix, the offline demo and the benchmarks.
+
+Run everything CI runs with ``uvx nox``; one task with ``uvx nox -s <name>``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+PLUGIN = "./livekit-plugins-asynctools"
+
+# Every livekit-agents release line the plugin supports: the first and last 1.5.x,
+# and the newest release of each later minor.
+AGENTS_RELEASES = ["1.5.2", "1.5.17", "1.6.10", "1.7.1", "1.8.9"]
+LATEST = AGENTS_RELEASES[-1]
+
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6.100", "aiohttp>=3.10"]
+
+
+def _install_release(session: nox.Session, release: str, *extra: str) -> None:
+    pins = [f"livekit-agents=={release}", f"livekit-plugins-openai=={release}"]
+    if release.startswith("1.5."):
+        # livekit-plugins-openai 1.5.x predates openai 3 and breaks on it.
+        pins.append("openai<3")
+    session.install("-e", PLUGIN, *pins, *extra)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy (strict for the plugin) against the newest supported release."""
+    _install_release(session, LATEST, "mypy>=1.11", *TEST_DEPS)
+    session.run("mypy", "livekit-plugins-asynctools/livekit")
+
+
+@nox.session
+@nox.parametrize("agents", AGENTS_RELEASES)
+def tests(session: nox.Session, agents: str) -> None:
+    """The whole test suite on one livekit-agents release."""
+    _install_release(session, agents, *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The offline flight-booking demo, both modes, against the local OpenAI server."""
+    _install_release(session, LATEST, "aiohttp>=3.10", f"livekit-plugins-silero=={LATEST}")
+    session.run("python", "examples/flight_booking/offline/demo.py", *session.posargs)
