@@ -1,0 +1,89 @@
+"""Background (async) tools for LiveKit Agents.
+
+A tool that takes an :class:`AsyncRunContext` answers the model at once with its first
+``await ctx.update(...)``, keeps running in the background, and has its later updates
+and its result spoken when the agent and the user are idle.
+
+Example::
+
+    from livekit.agents import Agent, function_tool
+    from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset
+
+    class Travel(AsyncToolset):
+        def __init__(self) -> None:
+            super().__init__(id="travel")
+
+        @function_tool
+        async def book_flight(self, ctx: AsyncRunContext, destination: str) -> dict:
+            \"\"\"Book a flight.\"\"\"
+            await ctx.update(f"Searching flights to {destination}...")
+            ...
+            return {"confirmation": "FL-123"}
+
+    agent = Agent(instructions="You book travel.", tools=[Travel()])
+
+See https://github.com/livekit/agents for more information.
+"""
+
+from livekit.agents import Plugin
+
+from .background import BackgroundCall
+from .context import AsyncRunContext
+from .delivery import Delivery, DeliveryCoordinator
+from .log import logger
+from .management import cancel_task, get_running_tasks
+from .templates import (
+    CANCEL_REASON_CLOSED,
+    CANCEL_REASON_REPLACED,
+    CANCEL_REASON_REQUESTED,
+    CANCELLED_TEMPLATE,
+    COMPLETED_WITHOUT_RESULT,
+    CONFIRM_DUPLICATE_PARAM,
+    DUPLICATE_CONFIRM,
+    DUPLICATE_REJECT,
+    REPLY_INSTRUCTIONS,
+    UPDATE_TEMPLATE,
+)
+from .toolset import AsyncToolset, DuplicateMode
+from .version import __version__
+
+__all__ = [
+    "AsyncToolset",
+    "AsyncRunContext",
+    "DuplicateMode",
+    "BackgroundCall",
+    "Delivery",
+    "DeliveryCoordinator",
+    "get_running_tasks",
+    "cancel_task",
+    "UPDATE_TEMPLATE",
+    "COMPLETED_WITHOUT_RESULT",
+    "CANCELLED_TEMPLATE",
+    "CANCEL_REASON_REQUESTED",
+    "CANCEL_REASON_REPLACED",
+    "CANCEL_REASON_CLOSED",
+    "DUPLICATE_REJECT",
+    "DUPLICATE_CONFIRM",
+    "REPLY_INSTRUCTIONS",
+    "CONFIRM_DUPLICATE_PARAM",
+    "__version__",
+]
+
+
+class AsyncToolsPlugin(Plugin):
+    """Registers the plugin with livekit-agents (version reporting, logging)."""
+
+    def __init__(self) -> None:
+        super().__init__(__name__, __version__, __package__, logger)
+
+
+Plugin.register_plugin(AsyncToolsPlugin())
+
+# Cleanup docs of unexported modules
+_module = dir()
+NOT_IN_ALL = [m for m in _module if m not in __all__]
+
+__pdoc__ = {}
+
+for n in NOT_IN_ALL:
+    __pdoc__[n] = False

@@ -1,0 +1,195 @@
+"""Everything that differs between the supported livekit-agents releases (1.5.2 to 1.8.x).
+
+Each difference is chosen by probing for the feature (an attribute, a signature), never
+by parsing a version string. When a hook the plugin needs is missing, importing the
+plugin fails with a message naming the supported range.
+
+Differences handled here:
+
+- ``RunContext.__init__`` gained ``activity=`` (1.8).
+- The function-call flag that lets a tool's background task await its own speech handle
+  is ``__livekit_agents_tool_pending`` (1.5) or ``__livekit_agents_tool_non_blocking``
+  (1.6+, where ``RunContext`` has its own ``update()``).
+- Waiting until the session is idle: ``AgentSession.wait_for_inactive`` (1.5) became
+  ``wait_for_idle`` (1.6+), which raises once the session is closing.
+- ``ToolFlag.CANCELLABLE`` (1.6+) makes core add its own ``lk_agents_*`` management
+  tools: it is never forwarded to the tools core sees.
+- Core tool lifecycle events (``tool_execution_updated``, 1.8+): a background call's
+  real progress and end are reported through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from livekit.agents import llm
+
+SUPPORTED_RANGE = "livekit-agents>=1.5.2,<1.9"
+
+
+def _unsupported(what: str) -> ImportError:
+    return ImportError(
+        f"livekit-plugins-asynctools needs {what}, which this livekit-agents release "
+        f"does not provide. Supported releases: {SUPPORTED_RANGE}."
+    )
+
+
+try:
+    from livekit.agents.llm.tool_context import ToolFlag
+    from livekit.agents.llm.utils import prepare_function_arguments
+    from livekit.agents.voice.agent import _pass_through_activity_task_info
+    from livekit.agents.voice.events import RunContext
+    from livekit.agents.voice.generation import make_tool_output
+except ImportError as e:  # pragma: no cover - exercised only on unsupported releases
+    raise _unsupported(f"`{e.name}`") from e
+
+for _name in ("Toolset", "FunctionTool", "RawFunctionTool", "ToolError"):
+    if not hasattr(llm, _name):  # pragma: no cover
+        raise _unsupported(f"`livekit.agents.llm.{_name}`")
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+_RunContextT = TypeVar("_RunContextT", bound=RunContext[Any])
+
+_RUN_CONTEXT_PARAMS = inspect.signature(RunContext.__init__).parameters
+
+# 1.6 moved async tools into core and renamed the flag with it: RunContext.update() is
+# the marker of that release line.
+NON_BLOCKING_FLAG = (
+    "__livekit_agents_tool_non_blocking"
+    if hasattr(RunContext, "update")
+    else "__livekit_agents_tool_pending"
+)
+
+CANCELLABLE_FLAG: ToolFlag | None = getattr(ToolFlag, "CANCELLABLE", None)
+
+_FUNCTION_TOOL_PARAMS = inspect.signature(llm.function_tool).parameters
+
+__all__ = [
+    "SUPPORTED_RANGE",
+    "NON_BLOCKING_FLAG",
+    "RunContext",
+    "make_tool_output",
+    "prepare_function_arguments",
+    "pass_through_task_info",
+    "derive_run_context",
+    "forwardable_flags",
+    "raw_tool_options",
+    "wait_for_core_idle",
+    "session_is_closing",
+    "add_to_chat",
+    "ToolLifecycle",
+]
+
+
+def pass_through_task_info(task: asyncio.Task[Any]) -> None:
+    """Let ``task`` act as the tool call running it (speech handle, function call)."""
+    _pass_through_activity_task_info(task)
+
+
+def derive_run_context(cls: type[_RunContextT], base: RunContext[Any]) -> dict[str, Any]:
+    """Keyword arguments for ``RunContext.__init__`` that reproduce ``base``."""
+    kwargs: dict[str, Any] = {
+        "session": base.session,
+        "speech_handle": base.speech_handle,
+        "function_call": base.function_call,
+    }
+    if "activity" in _RUN_CONTEXT_PARAMS:
+        kwargs["activity"] = getattr(base, "_activity", None)
+    return kwargs
+
+
+def forwardable_flags(flags: ToolFlag) -> ToolFlag:
+    """The tool flags core may see: ``CANCELLABLE`` would summon core's own task tools."""
+    if CANCELLABLE_FLAG is not None and CANCELLABLE_FLAG in flags:
+        return flags & ~CANCELLABLE_FLAG
+    return flags
+
+
+def raw_tool_options() -> dict[str, Any]:
+    """Extra ``function_tool`` options for our wrappers: core must not deduplicate them."""
+    return {"on_duplicate": "allow"} if "on_duplicate" in _FUNCTION_TOOL_PARAMS else {}
+
+
+async def wait_for_core_idle(session: AgentSession[Any]) -> None:
+    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU."""
+    wait_for_idle = getattr(session, "wait_for_idle", None)
+    if wait_for_idle is not None:
+        await wait_for_idle()
+        return
+    await session.wait_for_inactive()  # type: ignore[attr-defined,unused-ignore]
+
+
+def session_is_closing(session: AgentSession[Any]) -> bool:
+    """Whether the session has started (or finished) shutting down."""
+    return bool(getattr(session, "_closing_task", None) is not None) or not getattr(
+        session, "_started", True
+    )
+
+
+async def add_to_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem]) -> None:
+    """Add ``items`` to the current agent's conversation, appending only.
+
+    The agent's chat context and the session history are extended in place (core does
+    the same for its own tool outputs), so the cost does not grow with the history. On a
+    realtime model the items are added to the provider's conversation as a copy of the
+    *remote* context plus the new items: a diff against the local context would delete
+    the answer the model is generating right now.
+    """
+    agent = session.current_agent
+    agent._chat_ctx.insert(list(items))
+    session.history.insert(list(items))
+
+    activity = getattr(agent, "_activity", None)
+    rt_session = getattr(activity, "realtime_llm_session", None) if activity else None
+    if rt_session is not None:
+        remote = rt_session.chat_ctx.copy()
+        remote.insert(list(items))
+        await rt_session.update_chat_ctx(remote)
+
+
+class ToolLifecycle:
+    """Reports a background call's progress and end through core's tool events (1.8+).
+
+    Core sees our wrapper return at the first update and reports the call as ended there;
+    these events then carry the later updates and the real end (``{call_id}_final``), so
+    no listener is left believing the task finished at its first update. On releases
+    without these events this is a no-op.
+    """
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self._session = session
+        self._emit = getattr(session, "_tool_execution_updated", None)
+        try:
+            from livekit.agents.voice import events
+        except ImportError:  # pragma: no cover
+            self._emit = None
+            return
+        self._events = events
+        if not all(
+            hasattr(events, n)
+            for n in ("ToolExecutionUpdatedEvent", "ToolCallUpdated", "ToolCallEnded")
+        ):
+            self._emit = None
+
+    def updated(self, *, entry_id: str, call_id: str, message: str) -> None:
+        """A progress update after the first one."""
+        if self._emit is None:
+            return
+        update = self._events.ToolCallUpdated(id=entry_id, call_id=call_id, message=message)
+        self._emit(self._events.ToolExecutionUpdatedEvent(update=update))
+
+    def ended(
+        self, *, call_id: str, status: Literal["done", "error", "cancelled"], message: str | None
+    ) -> None:
+        """The background task really ended: ``done``, ``error`` or ``cancelled``."""
+        if self._emit is None:
+            return
+        update = self._events.ToolCallEnded(
+            id=f"{call_id}_final", call_id=call_id, message=message, status=status
+        )
+        self._emit(self._events.ToolExecutionUpdatedEvent(update=update))

@@ -1,0 +1,240 @@
+"""One tool call running in the background, from its first update to its end.
+
+The life of a call, top to bottom:
+
+1. ``BackgroundCall(...)`` validates the model's arguments (a bad argument is a
+   ``ToolError`` the model sees, before anything runs) and builds the
+   :class:`~livekit.plugins.asynctools.AsyncRunContext`.
+2. :meth:`BackgroundCall.start` runs the tool in its own task and registers it with its
+   session.
+3. :meth:`BackgroundCall.first_output` is what core's tool call returns: the first
+   ``ctx.update()`` (the model answers the user at once), or the tool's result or error
+   if it finished without one.
+4. :meth:`BackgroundCall.report` turns each later update into a
+   :class:`~livekit.plugins.asynctools.delivery.Delivery`.
+5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended: its
+   result, ``None`` included, its error, or its cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from livekit.agents import llm, utils
+
+from . import _compat
+from .context import AsyncRunContext
+from .delivery import Delivery
+from .log import logger
+from .templates import CANCELLED_TEMPLATE, COMPLETED_WITHOUT_RESULT
+
+if TYPE_CHECKING:
+    from .session_scope import SessionScope
+
+
+class BackgroundCall:
+    """A tool call that answers with its first update and keeps running.
+
+    Creating one binds the model's arguments to the tool; :meth:`start` runs it.
+
+    Args:
+        tool: The user's tool (it takes an ``AsyncRunContext``).
+        run_ctx: Core's run context of this call.
+        raw_arguments: The model's arguments, already parsed from JSON.
+        toolset_id: Id of the toolset that runs the call.
+        scope: The session scope the call belongs to.
+
+    Raises:
+        ToolError: The arguments do not validate; core tells the model why.
+
+    Attributes:
+        function_call: The model's original call.
+        toolset_id: Id of the :class:`~livekit.plugins.asynctools.AsyncToolset` running it.
+        started_at: Wall-clock start time (``time.time()``).
+        last_update: The last progress message sent as a string, if any.
+    """
+
+    __slots__ = (
+        "function_call",
+        "toolset_id",
+        "started_at",
+        "last_update",
+        "_scope",
+        "_ctx",
+        "_invoke",
+        "_first_output",
+        "_updates",
+        "_cancel_reason",
+        "_task",
+    )
+
+    def __init__(
+        self,
+        *,
+        tool: llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any],
+        run_ctx: _compat.RunContext[Any],
+        raw_arguments: dict[str, Any],
+        toolset_id: str,
+        scope: SessionScope,
+    ) -> None:
+        self.function_call = run_ctx.function_call
+        self.toolset_id = toolset_id
+        self.started_at = time.time()
+        self.last_update: str | None = None
+        self._scope = scope
+        self._first_output: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._updates = 0
+        self._cancel_reason: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ctx: AsyncRunContext[Any] = AsyncRunContext(run_ctx=run_ctx, call=self)
+        args, kwargs = _compat.prepare_function_arguments(
+            fnc=tool, json_arguments=raw_arguments, call_ctx=self._ctx
+        )
+        self._invoke: Callable[[], Awaitable[Any]] = functools.partial(tool, *args, **kwargs)
+
+    @property
+    def call_id(self) -> str:
+        """The model's call id, used to list and cancel the call."""
+        return self.function_call.call_id
+
+    @property
+    def ctx(self) -> AsyncRunContext[Any]:
+        """The run context the tool received."""
+        return self._ctx
+
+    @property
+    def updates(self) -> int:
+        """How many updates the tool has sent, the first one included."""
+        return self._updates
+
+    def start(self) -> None:
+        """Run the tool in the background and register the call with its session."""
+        self._task = asyncio.create_task(self._run(), name=f"asynctools_{self.function_call.name}")
+        # the tool's task acts as the tool call: ctx.speech_handle waits work inside it
+        _compat.pass_through_task_info(self._task)
+        self._scope.register(self)
+
+    async def first_output(self) -> Any:
+        """Wait for what the tool call answers now: the first update, result or error."""
+        return await asyncio.shield(self._first_output)
+
+    def report(self, message: Any) -> None:
+        """Record an update from the tool (called by ``ctx.update()``)."""
+        self._updates += 1
+        self.last_update = message if isinstance(message, str) else None
+        if not self._first_output.done():
+            self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
+            self._first_output.set_result(message)
+            return
+        entry = f"{self.call_id}_update_{self._updates - 1}"
+        self._deliver(entry, message, is_result=False)
+        self._scope.lifecycle.updated(entry_id=entry, call_id=self.call_id, message=str(message))
+
+    async def cancel(self, reason: str) -> None:
+        """Cancel the call and wait until it stopped; the model is told ``reason``."""
+        if self._task is None or self._task.done():
+            return
+        self._cancel_reason = reason
+        await utils.aio.cancel_and_wait(self._task)
+
+    def done(self) -> bool:
+        """Whether the call has ended."""
+        return self._task is not None and self._task.done()
+
+    def add_done_callback(self, callback: Callable[[BackgroundCall], None]) -> None:
+        """Call ``callback(self)`` once the call has ended (after :meth:`start`)."""
+        assert self._task is not None, "start() the call first"
+        self._task.add_done_callback(lambda _: callback(self))
+
+    async def _run(self) -> None:
+        try:
+            output = await self._invoke()
+        except asyncio.CancelledError:
+            self._record_cancellation()
+            raise
+        except Exception as e:
+            if self._first_output.done():  # before that, core reports it like any tool error
+                self._log_failure(e)
+            output = e
+        finally:
+            self._scope.unregister(self)
+
+        if not self._first_output.done():
+            # finished without an update: it was an ordinary tool call after all
+            if isinstance(output, BaseException):
+                self._first_output.set_exception(output)
+            else:
+                self._first_output.set_result(output)
+            return
+
+        if isinstance(output, BaseException):
+            self._deliver(f"{self.call_id}_finished", None, exception=output)
+            self._scope.lifecycle.ended(call_id=self.call_id, status="error", message=None)
+            return
+        if output is None:
+            output = COMPLETED_WITHOUT_RESULT.format(
+                function_name=self.function_call.name, call_id=self.call_id
+            )
+        self._deliver(f"{self.call_id}_finished", output)
+        self._scope.lifecycle.ended(call_id=self.call_id, status="done", message=str(output))
+
+    def _record_cancellation(self) -> None:
+        reason = self._cancel_reason or "because the session ended"
+        message = CANCELLED_TEMPLATE.format(
+            function_name=self.function_call.name, call_id=self.call_id, reason=reason
+        )
+        if not self._first_output.done():
+            # core is still waiting for the call's answer: that answer is the cancellation
+            self._first_output.set_result(message)
+            return
+        self._deliver(f"{self.call_id}_cancelled", message)
+        self._scope.lifecycle.ended(call_id=self.call_id, status="cancelled", message=None)
+
+    def _deliver(
+        self,
+        call_id: str,
+        output: Any,
+        *,
+        exception: BaseException | None = None,
+        is_result: bool = True,
+    ) -> None:
+        fnc_call = llm.FunctionCall(
+            call_id=call_id,
+            name=self.function_call.name,
+            arguments=self.function_call.arguments,
+            extra=dict(self.function_call.extra),
+        )
+        out = _compat.make_tool_output(fnc_call=fnc_call, output=output, exception=exception)
+        if out.fnc_call_out is None:  # an output core refuses (e.g. several agents)
+            out = _compat.make_tool_output(
+                fnc_call=fnc_call, output=None, exception=llm.ToolError("invalid tool output")
+            )
+        assert out.fnc_call_out is not None
+        self._scope.delivery.submit(
+            Delivery(
+                items=[out.fnc_call, out.fnc_call_out],
+                call_id=call_id,
+                is_result=is_result,
+            )
+        )
+
+    def _log_failure(self, e: Exception) -> None:
+        extra = {"function": self.function_call.name, "call_id": self.call_id}
+        if isinstance(e, llm.ToolError):
+            logger.warning(
+                "background tool raised a ToolError", extra={**extra, "lk.pii.error": e.message}
+            )
+        else:
+            logger.error(
+                "background tool raised an exception",
+                extra={
+                    **extra,
+                    "exception_type": type(e).__name__,
+                    "lk.pii.traceback": "".join(traceback.format_exception(e)),
+                },
+            )

@@ -1,0 +1,100 @@
+"""When the conversation has room for a deferred reply.
+
+Core's own idle wait (``wait_for_inactive`` on 1.5, ``wait_for_idle`` on 1.6+) returns
+as soon as no speech is scheduled and the user is silent. On 1.5 that is about 0.1 s
+into the user's pause, before their turn is committed: a reply started then is cut off
+by the rest of the turn. :class:`ConversationFloor` adds what core leaves out: once the
+user has spoken, their turn stays open until it is committed to the chat, answered, or
+``user_turn_grace`` seconds of silence pass without either (a noise, a cough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from . import _compat
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+USER_TURN_GRACE = 2.0
+"""Seconds of user silence after which a turn that produced no transcript is over."""
+
+_BUSY_AGENT_STATES = ("thinking", "speaking")
+
+
+class ConversationFloor:
+    """Tells one session's deferred replies when they may speak.
+
+    Args:
+        session: The session to watch.
+        user_turn_grace: Seconds of silence that end a user turn nobody committed.
+    """
+
+    def __init__(
+        self, session: AgentSession[Any], *, user_turn_grace: float = USER_TURN_GRACE
+    ) -> None:
+        self._session = session
+        self._grace = user_turn_grace
+        self._changed = asyncio.Event()
+        self._turn_open = False
+        self._user_stopped_at: float | None = None
+        session.on("user_state_changed", self._on_user_state_changed)
+        session.on("agent_state_changed", self._on_agent_state_changed)
+        session.on("conversation_item_added", self._on_conversation_item_added)
+
+    def close(self) -> None:
+        """Stop watching the session."""
+        self._session.off("user_state_changed", self._on_user_state_changed)
+        self._session.off("agent_state_changed", self._on_agent_state_changed)
+        self._session.off("conversation_item_added", self._on_conversation_item_added)
+        self._changed.set()
+
+    async def wait_until_free(self) -> None:
+        """Return once the agent is quiet and the user's last turn is over and answered.
+
+        The caller must not await anything between this returning and starting its reply.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            self._changed.clear()
+            await _compat.wait_for_core_idle(self._session)
+
+            if self._session.user_state == "speaking":
+                await self._changed.wait()
+                continue
+            if self._session.agent_state in _BUSY_AGENT_STATES:
+                await self._changed.wait()
+                continue
+            if self._turn_open:
+                stopped_at = self._user_stopped_at or loop.time()
+                remaining = self._grace - (loop.time() - stopped_at)
+                if remaining > 0:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                # silence without a transcript: nothing will answer this turn
+                self._turn_open = False
+            return
+
+    def _on_user_state_changed(self, ev: Any) -> None:
+        if ev.new_state == "speaking":
+            self._turn_open = True
+            self._user_stopped_at = None
+        elif self._turn_open and self._user_stopped_at is None:
+            self._user_stopped_at = asyncio.get_running_loop().time()
+        self._changed.set()
+
+    def _on_agent_state_changed(self, ev: Any) -> None:
+        if ev.new_state in _BUSY_AGENT_STATES and self._session.user_state != "speaking":
+            # the agent is answering: core's idle wait now covers the rest of the turn
+            self._turn_open = False
+        self._changed.set()
+
+    def _on_conversation_item_added(self, ev: Any) -> None:
+        if getattr(ev.item, "role", None) == "user":
+            self._turn_open = False
+        self._changed.set()

@@ -1,0 +1,95 @@
+"""What belongs to one ``AgentSession``: its running background calls and its delivery.
+
+Nothing here is shared between sessions: a session's calls can only be listed or
+cancelled through that session, with or without a job context, however many sessions
+run in the process. The scope is kept in a weak mapping keyed by the session, so it
+goes away with it, and is closed when the session closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import _compat
+from .delivery import DeliveryCoordinator
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+    from .background import BackgroundCall
+
+_scopes: weakref.WeakKeyDictionary[AgentSession[Any], SessionScope] = weakref.WeakKeyDictionary()
+
+
+def session_scope(session: AgentSession[Any]) -> SessionScope:
+    """The scope of ``session``, created on first use."""
+    scope = _scopes.get(session)
+    if scope is None:
+        scope = _scopes[session] = SessionScope(session)
+    return scope
+
+
+def existing_scope(session: AgentSession[Any]) -> SessionScope | None:
+    """The scope of ``session`` if a background call ever ran in it."""
+    return _scopes.get(session)
+
+
+class SessionScope:
+    """One session's running background calls and its delivery coordinator.
+
+    Args:
+        session: The session this scope belongs to.
+    """
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self._session = weakref.ref(session)
+        self._calls: dict[str, BackgroundCall] = {}
+        self.delivery = DeliveryCoordinator(session)
+        self.lifecycle = _compat.ToolLifecycle(session)
+        self._close_task: asyncio.Task[None] | None = None
+        session.once("close", self._on_session_close)
+
+    @property
+    def calls(self) -> list[BackgroundCall]:
+        """The calls still running, oldest first."""
+        return list(self._calls.values())
+
+    def get(self, call_id: str) -> BackgroundCall | None:
+        """The running call with this call id, if any."""
+        return self._calls.get(call_id)
+
+    def register(self, call: BackgroundCall) -> None:
+        """Track a call that just started."""
+        self._calls[call.call_id] = call
+
+    def unregister(self, call: BackgroundCall) -> None:
+        """Forget a call that ended."""
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
+
+    async def aclose(self) -> None:
+        """Cancel every running call and stop delivering."""
+        await asyncio.gather(
+            *(call.cancel("because the session ended") for call in self.calls),
+            return_exceptions=True,
+        )
+        await self.delivery.aclose()
+
+    def _on_session_close(self, _: Any) -> None:
+        session = self._session()
+        if session is not None and _scopes.get(session) is self:
+            del _scopes[session]
+        if self._calls or self.delivery.pending:
+            self._close_task = asyncio.create_task(self.aclose(), name="asynctools_session_close")
+            self._close_task.add_done_callback(_retrieve)
+        else:
+            self.delivery.close_now()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        from .log import logger
+
+        logger.error("failed to close background tools", exc_info=exc)
