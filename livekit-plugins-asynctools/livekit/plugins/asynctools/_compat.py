@@ -136,9 +136,8 @@ async def add_to_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem])
 
     The agent's chat context and the session history are extended in place (core does
     the same for its own tool outputs), so the cost does not grow with the history. On a
-    realtime model the items are added to the provider's conversation as a copy of the
-    *remote* context plus the new items: a diff against the local context would delete
-    the answer the model is generating right now.
+    realtime model the provider's conversation gets exactly ``items`` added: see
+    :class:`_RemoteConversationPlus`.
     """
     agent = session.current_agent
     agent._chat_ctx.insert(list(items))
@@ -147,9 +146,29 @@ async def add_to_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem])
     activity = getattr(agent, "_activity", None)
     rt_session = getattr(activity, "realtime_llm_session", None) if activity else None
     if rt_session is not None:
-        remote = rt_session.chat_ctx.copy()
-        remote.insert(list(items))
-        await rt_session.update_chat_ctx(remote)
+        await rt_session.update_chat_ctx(_RemoteConversationPlus(rt_session, items))
+
+
+class _RemoteConversationPlus(llm.ChatContext):
+    """The provider's conversation as it is when the provider plugin reads it, plus items.
+
+    ``RealtimeSession.update_chat_ctx`` makes the provider's conversation equal to the
+    context it is given, deleting what that context lacks. The agent's local context
+    lacks the answer the model is generating right now, and any context built before
+    the plugin's update lock is free can miss items added while waiting for it. Every
+    provider plugin copies the context it is given first thing under that lock, so the
+    copy is where this context reads the remote conversation: nothing is ever removed.
+    """
+
+    def __init__(self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]) -> None:
+        super().__init__()
+        self._rt_session = rt_session
+        self._new_items = list(items)
+
+    def copy(self, **kwargs: Any) -> llm.ChatContext:
+        current = self._rt_session.chat_ctx.copy()
+        current.insert(self._new_items)
+        return current.copy(**kwargs)
 
 
 class ToolLifecycle:
