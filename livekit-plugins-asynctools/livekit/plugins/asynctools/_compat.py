@@ -81,6 +81,8 @@ __all__ = [
     "raw_tool_options",
     "wait_for_core_idle",
     "session_is_closing",
+    "SessionClosing",
+    "wait_for_handoff",
     "add_to_chat",
     "ToolLifecycle",
 ]
@@ -115,20 +117,53 @@ def raw_tool_options() -> dict[str, Any]:
     return {"on_duplicate": "allow"} if "on_duplicate" in _FUNCTION_TOOL_PARAMS else {}
 
 
+class SessionClosing(Exception):
+    """The session is shutting down: nothing more will be spoken."""
+
+
 async def wait_for_core_idle(session: AgentSession[Any]) -> None:
-    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU."""
-    wait_for_idle = getattr(session, "wait_for_idle", None)
-    if wait_for_idle is not None:
-        await wait_for_idle()
-        return
-    await session.wait_for_inactive()  # type: ignore[attr-defined,unused-ignore]
+    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU.
+
+    Follows agent handoffs (1.6+ raises when the activity it waits on closes).
+
+    Raises:
+        SessionClosing: The session is shutting down.
+    """
+    while True:
+        if session_is_closing(session):
+            raise SessionClosing
+        try:
+            wait_for_idle = getattr(session, "wait_for_idle", None)
+            if wait_for_idle is not None:
+                await wait_for_idle()
+            else:
+                await session.wait_for_inactive()  # type: ignore[attr-defined,unused-ignore]
+            return
+        except Exception as e:
+            if type(e).__name__ != "ActivityClosedError":
+                raise
+        # an agent handoff closed the activity we waited on: wait for the next one
+        await wait_for_handoff(session)
+
+
+async def wait_for_handoff(session: AgentSession[Any]) -> bool:
+    """Wait for an agent handoff in progress to finish; False when there is none.
+
+    While the old activity drains, core refuses new speech (1.5 even leaves a broken
+    generation behind), and its idle wait may already report idle.
+    """
+    handoff = getattr(session, "_update_activity_atask", None)
+    if isinstance(handoff, asyncio.Task) and not handoff.done():
+        await asyncio.wait([handoff])
+        return True
+    return False
 
 
 def session_is_closing(session: AgentSession[Any]) -> bool:
     """Whether the session has started (or finished) shutting down."""
-    return bool(getattr(session, "_closing_task", None) is not None) or not getattr(
-        session, "_started", True
-    )
+    if getattr(session, "_closing", False) or getattr(session, "_closing_task", None):
+        return True
+    return not getattr(session, "_started", True)
 
 
 async def add_to_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem]) -> None:

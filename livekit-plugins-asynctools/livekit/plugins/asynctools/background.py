@@ -11,7 +11,9 @@ The life of a call, top to bottom:
    ``ctx.update()`` (the model answers the user at once), or the tool's result or error
    if it finished without one.
 4. :meth:`BackgroundCall.report` turns each later update into a
-   :class:`~livekit.plugins.asynctools.delivery.Delivery`.
+   :class:`~livekit.plugins.asynctools.delivery.Delivery`, held until core has recorded
+   the first output (the speech that answered it is done), so the chat keeps the order
+   in which things happened.
 5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended: its
    result, ``None`` included, its error, or its cancellation.
 """
@@ -23,7 +25,7 @@ import functools
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from livekit.agents import llm, utils
 
@@ -71,6 +73,7 @@ class BackgroundCall:
         "_updates",
         "_cancel_reason",
         "_task",
+        "_held",
     )
 
     def __init__(
@@ -91,6 +94,8 @@ class BackgroundCall:
         self._updates = 0
         self._cancel_reason: str | None = None
         self._task: asyncio.Task[None] | None = None
+        # outputs that wait for core to record the first one, so the chat keeps their order
+        self._held: list[_Outcome] | None = []
         self._ctx: AsyncRunContext[Any] = AsyncRunContext(run_ctx=run_ctx, call=self)
         args, kwargs = _compat.prepare_function_arguments(
             fnc=tool, json_arguments=raw_arguments, call_ctx=self._ctx
@@ -130,6 +135,8 @@ class BackgroundCall:
         if not self._first_output.done():
             self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
             self._first_output.set_result(message)
+            # core records the first output and answers it within this speech
+            self._ctx.speech_handle.add_done_callback(self._release_held)
             return
         entry = f"{self.call_id}_update_{self._updates - 1}"
         self._deliver(entry, message, is_result=False)
@@ -141,6 +148,12 @@ class BackgroundCall:
             return
         self._cancel_reason = reason
         await utils.aio.cancel_and_wait(self._task)
+
+    def cancel_now(self, reason: str) -> None:
+        """Request cancellation without waiting for the call to stop."""
+        if self._task is not None and not self._task.done():
+            self._cancel_reason = reason
+            self._task.cancel()
 
     def done(self) -> bool:
         """Whether the call has ended."""
@@ -203,13 +216,28 @@ class BackgroundCall:
         exception: BaseException | None = None,
         is_result: bool = True,
     ) -> None:
+        outcome = _Outcome(call_id, output, exception, is_result)
+        if self._held is not None:
+            self._held.append(outcome)
+        else:
+            self._submit(outcome)
+
+    def _release_held(self, _: Any) -> None:
+        held, self._held = self._held or [], None
+        for outcome in held:
+            self._submit(outcome)
+
+    def _submit(self, outcome: _Outcome) -> None:
+        # built now, not when the tool produced it: items are ordered by creation time
         fnc_call = llm.FunctionCall(
-            call_id=call_id,
+            call_id=outcome.call_id,
             name=self.function_call.name,
             arguments=self.function_call.arguments,
             extra=dict(self.function_call.extra),
         )
-        out = _compat.make_tool_output(fnc_call=fnc_call, output=output, exception=exception)
+        out = _compat.make_tool_output(
+            fnc_call=fnc_call, output=outcome.output, exception=outcome.exception
+        )
         if out.fnc_call_out is None:  # an output core refuses (e.g. several agents)
             out = _compat.make_tool_output(
                 fnc_call=fnc_call, output=None, exception=llm.ToolError("invalid tool output")
@@ -218,8 +246,8 @@ class BackgroundCall:
         self._scope.delivery.submit(
             Delivery(
                 items=[out.fnc_call, out.fnc_call_out],
-                call_id=call_id,
-                is_result=is_result,
+                call_id=outcome.call_id,
+                is_result=outcome.is_result,
             )
         )
 
@@ -238,3 +266,10 @@ class BackgroundCall:
                     "lk.pii.traceback": "".join(traceback.format_exception(e)),
                 },
             )
+
+
+class _Outcome(NamedTuple):
+    call_id: str
+    output: Any
+    exception: BaseException | None
+    is_result: bool

@@ -83,9 +83,12 @@ class DeliveryCoordinator:
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
 
     def close_now(self) -> None:
-        """Stop delivering, when nothing is running or pending."""
+        """Stop delivering at once; what is pending stays in the chat history only."""
         self._closed = True
         self._floor.close()
+        for task in (self._add_task, self._speak_task):
+            if task is not None:
+                task.cancel()
 
     async def aclose(self) -> None:
         """Stop delivering. What is still pending stays in the chat history only."""
@@ -115,10 +118,8 @@ class DeliveryCoordinator:
                 continue
             try:
                 await self._floor.wait_until_free()
-            except Exception:
-                if _compat.session_is_closing(self._session):
-                    return
-                raise
+            except _compat.SessionClosing:
+                return
             # nothing may be awaited between the floor being free and the reply being queued
             batch, self._to_speak = self._to_speak, []
             handle = self._ask_for_reply(batch)

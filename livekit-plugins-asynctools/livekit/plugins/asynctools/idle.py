@@ -60,6 +60,8 @@ class ConversationFloor:
         while True:
             self._changed.clear()
             await _compat.wait_for_core_idle(self._session)
+            if await _compat.wait_for_handoff(self._session):
+                continue
 
             if self._session.user_state == "speaking":
                 await self._changed.wait()

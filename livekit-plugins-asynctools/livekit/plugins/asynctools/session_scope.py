@@ -48,7 +48,6 @@ class SessionScope:
         self._calls: dict[str, BackgroundCall] = {}
         self.delivery = DeliveryCoordinator(session)
         self.lifecycle = _compat.ToolLifecycle(session)
-        self._close_task: asyncio.Task[None] | None = None
         session.once("close", self._on_session_close)
 
     @property
@@ -81,15 +80,7 @@ class SessionScope:
         session = self._session()
         if session is not None and _scopes.get(session) is self:
             del _scopes[session]
-        if self._calls or self.delivery.pending:
-            self._close_task = asyncio.create_task(self.aclose(), name="asynctools_session_close")
-            self._close_task.add_done_callback(_retrieve)
-        else:
-            self.delivery.close_now()
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        from .log import logger
-
-        logger.error("failed to close background tools", exc_info=exc)
+        # an event handler cannot await: cancel now, the tasks end on the next iteration
+        for call in self.calls:
+            call.cancel_now("because the session ended")
+        self.delivery.close_now()
