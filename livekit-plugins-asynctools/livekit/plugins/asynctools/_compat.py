@@ -25,6 +25,8 @@ import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pydantic import ValidationError
+
 from livekit.agents import llm
 
 SUPPORTED_RANGE = "livekit-agents>=1.5.2,<1.9"
@@ -74,7 +76,7 @@ __all__ = [
     "NON_BLOCKING_FLAG",
     "RunContext",
     "make_tool_output",
-    "prepare_function_arguments",
+    "bind_arguments",
     "pass_through_task_info",
     "derive_run_context",
     "forwardable_flags",
@@ -86,6 +88,25 @@ __all__ = [
     "add_to_chat",
     "ToolLifecycle",
 ]
+
+
+def bind_arguments(
+    tool: llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any],
+    raw_arguments: dict[str, Any],
+    ctx: RunContext[Any],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Validate the model's arguments and bind them, with ``ctx``, to ``tool``'s parameters.
+
+    Raises:
+        ToolError: The arguments do not validate (1.5.2 raises pydantic's error itself:
+            it is turned into the ``ToolError`` later releases raise, so the model is told).
+    """
+    try:
+        return prepare_function_arguments(fnc=tool, json_arguments=raw_arguments, call_ctx=ctx)
+    except llm.ToolError:
+        raise
+    except (ValidationError, ValueError, TypeError) as e:
+        raise llm.ToolError(f"Error parsing arguments for `{tool.info.name}`: {e}") from e
 
 
 def pass_through_task_info(task: asyncio.Task[Any]) -> None:

@@ -97,9 +97,7 @@ class BackgroundCall:
         # outputs that wait for core to record the first one, so the chat keeps their order
         self._held: list[_Outcome] | None = []
         self._ctx: AsyncRunContext[Any] = AsyncRunContext(run_ctx=run_ctx, call=self)
-        args, kwargs = _compat.prepare_function_arguments(
-            fnc=tool, json_arguments=raw_arguments, call_ctx=self._ctx
-        )
+        args, kwargs = _compat.bind_arguments(tool, raw_arguments, self._ctx)
         self._invoke: Callable[[], Awaitable[Any]] = functools.partial(tool, *args, **kwargs)
 
     @property

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from livekit.agents import AgentSession
 
 USER_TURN_GRACE = 2.0
-"""Seconds of user silence after which a turn that produced no transcript is over."""
+"""Seconds of silence (since the user stopped speaking or the last transcript) after which
+a user turn that nothing committed or answered is considered over."""
 
 _BUSY_AGENT_STATES = ("thinking", "speaking")
 
@@ -43,12 +44,14 @@ class ConversationFloor:
         session.on("user_state_changed", self._on_user_state_changed)
         session.on("agent_state_changed", self._on_agent_state_changed)
         session.on("conversation_item_added", self._on_conversation_item_added)
+        session.on("user_input_transcribed", self._on_user_input_transcribed)
 
     def close(self) -> None:
         """Stop watching the session."""
         self._session.off("user_state_changed", self._on_user_state_changed)
         self._session.off("agent_state_changed", self._on_agent_state_changed)
         self._session.off("conversation_item_added", self._on_conversation_item_added)
+        self._session.off("user_input_transcribed", self._on_user_input_transcribed)
         self._changed.set()
 
     async def wait_until_free(self) -> None:
@@ -87,6 +90,12 @@ class ConversationFloor:
             self._turn_open = True
             self._user_stopped_at = None
         elif self._turn_open and self._user_stopped_at is None:
+            self._user_stopped_at = asyncio.get_running_loop().time()
+        self._changed.set()
+
+    def _on_user_input_transcribed(self, ev: Any) -> None:
+        # a lagging transcript of an open turn: the turn is still in progress
+        if self._turn_open and self._session.user_state != "speaking":
             self._user_stopped_at = asyncio.get_running_loop().time()
         self._changed.set()
 
