@@ -113,7 +113,7 @@ def results_requests(requests: list[LLMRequest]) -> list[LLMRequest]:
     return [r for r in requests if r.mentions(RESULTS_MARKER)]
 
 
-def call(name: str, call_id: str, **arguments: Any) -> Reply:
+def call(name: str, call_id: str, /, **arguments: Any) -> Reply:
     """A reply that makes one tool call."""
     return Reply(tool_calls=[ToolCall(name, arguments, call_id=call_id)])
 
