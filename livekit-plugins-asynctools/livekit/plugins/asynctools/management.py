@@ -14,15 +14,15 @@ from livekit.agents import llm
 
 from ._compat import RunContext
 from .session_scope import existing_scope
-from .templates import CANCEL_REASON_REQUESTED
+from .templates import CANCEL_REASON_REQUESTED, NO_RUNNING_TASKS
 
 
 @llm.function_tool
-async def get_running_tasks(ctx: RunContext[Any]) -> list[dict[str, Any]]:
+async def get_running_tasks(ctx: RunContext[Any]) -> list[dict[str, Any]] | str:
     """List the background tool calls that are still running, with their call_id."""
     scope = existing_scope(ctx.session)
-    if scope is None:
-        return []
+    if scope is None or not scope.calls:
+        return NO_RUNNING_TASKS
     now = time.time()
     return [
         {

@@ -51,5 +51,8 @@ told the user."""
 """Instructions of the reply that speaks pending updates and results. Placeholder:
 ``pending_call_ids``."""
 
+NO_RUNNING_TASKS = "No background tasks are running."
+"""What ``get_running_tasks`` answers when nothing runs in the session."""
+
 CONFIRM_DUPLICATE_PARAM = "confirm_duplicate"
 """Boolean parameter added to a tool's schema under the ``confirm`` duplicate policy."""

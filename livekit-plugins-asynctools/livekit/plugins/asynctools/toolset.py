@@ -54,7 +54,9 @@ class AsyncToolset(llm.Toolset):
     Args:
         id: The toolset id.
         tools: Tools to include, in addition to the ``@function_tool`` methods of a
-            subclass.
+            subclass. An ``AsyncToolset`` given here is merged in (its tools keep their
+            own duplicate policy); on livekit-agents 1.5.2, whose tool context refuses
+            the same tool listed twice, this is how an agent gets several of them.
         on_duplicate_call: What to do when the model calls a tool that is already
             running in this session: ``allow``, ``replace``, ``reject`` or ``confirm``
             (see :data:`DuplicateMode`).
@@ -91,13 +93,18 @@ class AsyncToolset(llm.Toolset):
                 f"on_duplicate_call must be one of {', '.join(_DUPLICATE_MODES)}, "
                 f"got {on_duplicate_call!r}"
             )
-        super().__init__(id=id, tools=list(tools) if tools is not None else None)
+        given = list(tools) if tools is not None else []
+        # nested AsyncToolsets lend their tools, so the task tools are offered only once
+        self._nested = [t for t in given if isinstance(t, AsyncToolset)]
+        super().__init__(id=id, tools=[t for t in given if not isinstance(t, AsyncToolset)])
         self._on_duplicate_call: DuplicateMode = on_duplicate_call
         self._calls: set[BackgroundCall] = set()
-        wrapped: list[Any] = [
+        self._own_tools: list[Any] = [
             self._run_in_background(t) if _is_background_tool(t) else t for t in self._tools
         ]
-        self._tools = wrapped + [get_running_tasks, cancel_task]
+        for nested in self._nested:
+            self._own_tools.extend(nested._own_tools)
+        self._tools = [*self._own_tools, get_running_tasks, cancel_task]
 
     @property
     def on_duplicate_call(self) -> DuplicateMode:
@@ -105,8 +112,11 @@ class AsyncToolset(llm.Toolset):
         return self._on_duplicate_call
 
     async def aclose(self) -> None:
-        """Cancel every call this toolset still runs; the model is told of each."""
+        """Cancel every call this toolset (and those nested in it) still runs; the model is
+        told of each."""
         await super().aclose()
+        for nested in self._nested:
+            await nested.aclose()
         for call in list(self._calls):
             await call.cancel(CANCEL_REASON_CLOSED)
         self._calls.clear()
