@@ -11,11 +11,19 @@ from livekit.plugins.asynctools import (
     NO_RUNNING_TASKS,
     AsyncRunContext,
     AsyncToolset,
-    get_running_tasks,
 )
 from livekit.plugins.asynctools.testing import ScriptedLLM, text_session
 
-from .travel import Flights, Gates, TravelAgent, call, output_of, respond_to, results_requests
+from .travel import (
+    Flights,
+    Gates,
+    TravelAgent,
+    call,
+    core_accepts_one_tool_listed_twice,
+    output_of,
+    respond_to,
+    results_requests,
+)
 
 
 def failing_toolset(gates: Gates) -> AsyncToolset:
@@ -129,21 +137,13 @@ async def test_sessions_never_see_or_cancel_each_others_calls() -> None:
     assert flights_a.finished == ["Tokyo"]
 
 
-def _core_accepts_one_tool_listed_twice() -> bool:
-    try:
-        llm.ToolContext([get_running_tasks, get_running_tasks])
-    except ValueError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("layout", ["side_by_side", "nested"])
 async def test_several_toolsets_show_the_task_tools_to_the_model_once(layout: str) -> None:
     """Several AsyncToolsets (on the agent and on the session, or nested in one another):
     `get_running_tasks` and `cancel_task` are offered once, every tool is offered."""
     from .travel import Hotels
 
-    if layout == "side_by_side" and not _core_accepts_one_tool_listed_twice():
+    if layout == "side_by_side" and not core_accepts_one_tool_listed_twice():
         pytest.skip("this livekit-agents (1.5.2) refuses a tool listed twice: nest toolsets")
     gates = Gates()
     model = ScriptedLLM(responder=respond_to({}))

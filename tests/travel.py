@@ -121,3 +121,15 @@ def call(name: str, call_id: str, /, **arguments: Any) -> Reply:
 def output_of(req: LLMRequest, call_id: str) -> str:
     """The output the model was sent for ``call_id``."""
     return next(o.output for o in req.outputs() if o.call_id == call_id)
+
+
+def core_accepts_one_tool_listed_twice() -> bool:
+    """Whether this livekit-agents lets one tool object appear twice (not 1.5.2)."""
+    from livekit.agents import llm
+    from livekit.plugins.asynctools import get_running_tasks
+
+    try:
+        llm.ToolContext([get_running_tasks, get_running_tasks])
+    except ValueError:
+        return False
+    return True

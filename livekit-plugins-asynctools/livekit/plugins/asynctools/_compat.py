@@ -14,8 +14,9 @@ Differences handled here:
   ``wait_for_idle`` (1.6+), which raises once the session is closing.
 - ``ToolFlag.CANCELLABLE`` (1.6+) makes core add its own ``lk_agents_*`` management
   tools: it is never forwarded to the tools core sees.
-- Core tool lifecycle events (``tool_execution_updated``, 1.8+): a background call's
-  real progress and end are reported through them.
+- Core tool lifecycle events (``tool_execution_updated``, 1.6+; emitted through
+  ``AgentSession._tool_execution_updated`` from 1.7): a background call's real progress
+  and end are reported through them.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class _RemoteConversationPlus(llm.ChatContext):
 
 
 class ToolLifecycle:
-    """Reports a background call's progress and end through core's tool events (1.8+).
+    """Reports a background call's progress and end through core's tool events (1.6+).
 
     Core sees our wrapper return at the first update and reports the call as ended there;
     these events then carry the later updates and the real end (``{call_id}_final``), so
@@ -238,7 +239,10 @@ class ToolLifecycle:
 
     def __init__(self, session: AgentSession[Any]) -> None:
         self._session = session
-        self._emit = getattr(session, "_tool_execution_updated", None)
+        # 1.7+ routes these events through a session hook (it restarts the away timer)
+        self._emit = getattr(session, "_tool_execution_updated", None) or (
+            lambda ev: session.emit("tool_execution_updated", ev)
+        )
         try:
             from livekit.agents.voice import events
         except ImportError:  # pragma: no cover
