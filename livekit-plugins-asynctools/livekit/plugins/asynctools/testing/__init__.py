@@ -15,7 +15,7 @@ Example::
     assert llm.requests[-1].output_ids()[-1].endswith("_finished")
 """
 
-from .conversation import ConversationLog, Line, text_session
+from .conversation import ConversationLog, Line, eventually, text_session
 from .scripted_llm import LLMRequest, Reply, ScriptedLLM, ToolCall
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "ConversationLog",
     "Line",
     "text_session",
+    "eventually",
 ]

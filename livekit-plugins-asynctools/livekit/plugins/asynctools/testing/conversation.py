@@ -81,6 +81,24 @@ class ConversationLog:
         self._changed.set()
 
 
+async def eventually(
+    predicate: Callable[[], bool], *, timeout: float = 5.0, interval: float = 0.01
+) -> None:
+    """Wait until ``predicate()`` holds, checking every ``interval`` seconds.
+
+    For state that raises no event (the agent started speaking, a TTS request was made).
+
+    Raises:
+        TimeoutError: It did not hold within ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
 @asynccontextmanager
 async def text_session(
     agent: Agent, *, llm: llm.LLM[Any] | llm.RealtimeModel, **session_options: Any

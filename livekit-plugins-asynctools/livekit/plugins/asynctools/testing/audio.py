@@ -1,0 +1,372 @@
+"""Simulated audio: a user who speaks through VAD and STT, and a speaker that plays TTS.
+
+The fakes subclass livekit-agents' own VAD, STT, TTS and audio I/O, so the session runs
+its real audio pipeline (turn detection, endpointing, interruptions, transcript
+synchronisation); only the signal is scripted. Audio plays in real time, so keep the
+texts short and the speed high (``seconds_per_char``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, llm, stt, tts, utils, vad
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    NOT_GIVEN,
+    APIConnectOptions,
+    NotGivenOr,
+)
+from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
+
+from .conversation import ConversationLog
+
+_SAMPLE_RATE = 24000
+
+
+class FakeVAD(vad.VAD):
+    """A VAD whose speech events come from :class:`SimulatedUser`."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=vad.VADCapabilities(update_interval=0.05))
+        self.streams: list[_FakeVADStream] = []
+
+    @property
+    def model(self) -> str:
+        """Model name for metrics."""
+        return "fake-vad"
+
+    @property
+    def provider(self) -> str:
+        """Provider name for metrics."""
+        return "fake"
+
+    def stream(self) -> vad.VADStream:
+        """A new stream; the session opens one per activity."""
+        stream = _FakeVADStream(self)
+        self.streams.append(stream)
+        return stream
+
+
+class _FakeVADStream(vad.VADStream):
+    async def _main_task(self) -> None:
+        async for _ in self._input_ch:
+            pass
+
+    def send(self, kind: vad.VADEventType, *, speaking: bool, silence: float = 0.0) -> None:
+        self._event_ch.send_nowait(
+            vad.VADEvent(
+                type=kind,
+                samples_index=0,
+                timestamp=time.time(),
+                speech_duration=0.0,
+                silence_duration=silence,
+                speaking=speaking,
+                raw_accumulated_silence=silence,
+            )
+        )
+
+
+class FakeSTT(stt.STT[Any]):
+    """A streaming STT whose transcripts come from :class:`SimulatedUser`."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=False))
+        self.streams: list[_FakeSTTStream] = []
+
+    @property
+    def model(self) -> str:
+        """Model name for metrics."""
+        return "fake-stt"
+
+    @property
+    def provider(self) -> str:
+        """Provider name for metrics."""
+        return "fake"
+
+    async def _recognize_impl(
+        self,
+        buffer: Any,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.SpeechEvent:
+        raise NotImplementedError("FakeSTT only streams")
+
+    def stream(
+        self,
+        *,
+        language: Any = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        **kwargs: Any,
+    ) -> stt.SpeechStream:
+        """A new stream; the session opens one per activity."""
+        stream = _FakeSTTStream(stt=self, conn_options=conn_options)
+        self.streams.append(stream)
+        return stream
+
+
+class _FakeSTTStream(stt.SpeechStream):
+    async def _run(self) -> None:
+        # The session flushes a real STT by pushing seconds of silence at once and waits
+        # for its final transcript; the microphone delivers audio in real time. A burst
+        # of audio is that flush: answer it, there is nothing left to transcribe.
+        loop = asyncio.get_running_loop()
+        burst_start, burst, answered = loop.time(), 0.0, False
+        async for data in self._input_ch:
+            if not isinstance(data, rtc.AudioFrame):
+                continue
+            if loop.time() - burst_start > 0.05:
+                burst_start, burst, answered = loop.time(), 0.0, False
+            burst += data.duration
+            if burst >= 0.3 and not answered:
+                answered = True
+                self.send_final("")
+
+    def send_final(self, text: str) -> None:
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                alternatives=[stt.SpeechData(language=cast(Any, "en"), text=text)],
+            )
+        )
+
+
+class FakeTTS(tts.TTS[Any]):
+    """A TTS that turns text into silence lasting ``seconds_per_char`` per character.
+
+    Args:
+        seconds_per_char: Spoken duration of one character.
+    """
+
+    def __init__(self, *, seconds_per_char: float = 0.01) -> None:
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=False),
+            sample_rate=_SAMPLE_RATE,
+            num_channels=1,
+        )
+        self.seconds_per_char = seconds_per_char
+        self.texts: list[str] = []
+
+    @property
+    def model(self) -> str:
+        """Model name for metrics."""
+        return "fake-tts"
+
+    @property
+    def provider(self) -> str:
+        """Provider name for metrics."""
+        return "fake"
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        """Synthesize ``text`` (recorded in :attr:`texts`)."""
+        self.texts.append(text)
+        return _FakeChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _FakeChunkedStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        assert isinstance(self._tts, FakeTTS)
+        output_emitter.initialize(
+            request_id=utils.shortuuid(),
+            sample_rate=_SAMPLE_RATE,
+            num_channels=1,
+            mime_type="audio/pcm",
+        )
+        samples = int(len(self.input_text) * self._tts.seconds_per_char * _SAMPLE_RATE)
+        output_emitter.push(b"\x00\x00" * max(samples, 1))
+        output_emitter.flush()
+
+
+class SilentAudioInput(AudioInput):
+    """The session's microphone: silent (speech is simulated through VAD and STT)."""
+
+    def __init__(self) -> None:
+        super().__init__(label="simulated-microphone")
+        self._closed = asyncio.Event()
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        await asyncio.sleep(0.02)
+        return rtc.AudioFrame(
+            data=b"\x00\x00" * 320, sample_rate=16000, num_channels=1, samples_per_channel=320
+        )
+
+
+class RealTimeSpeaker(AudioOutput):
+    """The session's speaker: plays audio in real time and can be interrupted.
+
+    Attributes:
+        played: ``(seconds played, interrupted)`` for each finished segment.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            label="simulated-speaker",
+            capabilities=AudioOutputCapabilities(pause=False),
+            sample_rate=_SAMPLE_RATE,
+        )
+        self.played: list[tuple[float, bool]] = []
+        self._pushed = 0.0
+        self._started_at: float | None = None
+        self._finish: asyncio.TimerHandle | None = None
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        """Queue a frame for playout."""
+        await super().capture_frame(frame)
+        if self._started_at is None:
+            self._started_at = time.time()
+            self.on_playback_started(created_at=self._started_at)
+        self._pushed += frame.duration
+
+    def flush(self) -> None:
+        """The segment is complete: it finishes once everything queued has played."""
+        super().flush()
+        if self._started_at is None:
+            return
+        remaining = max(self._pushed - (time.time() - self._started_at), 0.0)
+        pushed = self._pushed
+        self._finish = asyncio.get_running_loop().call_later(
+            remaining, lambda: self._finished(pushed, interrupted=False)
+        )
+
+    def clear_buffer(self) -> None:
+        """Stop playing (the user interrupted)."""
+        if self._started_at is None:
+            return
+        if self._finish is not None:
+            self._finish.cancel()
+        self._finished(min(time.time() - self._started_at, self._pushed), interrupted=True)
+
+    def _finished(self, position: float, *, interrupted: bool) -> None:
+        self._pushed, self._started_at, self._finish = 0.0, None, None
+        self.played.append((position, interrupted))
+        self.on_playback_finished(playback_position=position, interrupted=interrupted)
+
+
+class SimulatedUser:
+    """A user who speaks to the session through its VAD and STT.
+
+    Args:
+        vad: The session's :class:`FakeVAD`.
+        stt: The session's :class:`FakeSTT`.
+    """
+
+    def __init__(self, *, vad: FakeVAD, stt: FakeSTT) -> None:
+        self._vad = vad
+        self._stt = stt
+
+    async def start_speaking(self) -> None:
+        """Start of speech, as the VAD reports it."""
+        for stream in self._vad.streams:
+            stream.send(vad.VADEventType.START_OF_SPEECH, speaking=True)
+            stream.send(vad.VADEventType.INFERENCE_DONE, speaking=True)
+
+    async def stop_speaking(self) -> None:
+        """End of speech, as the VAD reports it."""
+        for stream in self._vad.streams:
+            stream.send(vad.VADEventType.INFERENCE_DONE, speaking=False, silence=1.0)
+            stream.send(vad.VADEventType.END_OF_SPEECH, speaking=False, silence=1.0)
+
+    def transcribe(self, text: str) -> None:
+        """The STT's final transcript of what the user said."""
+        for stream in self._stt.streams:
+            stream.send_final(text)
+
+    async def say(self, text: str, *, duration: float = 0.2, transcript_lag: float = 0.0) -> None:
+        """Speak ``text`` for ``duration`` seconds; the transcript follows ``transcript_lag``
+        seconds after the end of speech."""
+        await self.start_speaking()
+        elapsed = 0.0
+        while elapsed < duration:
+            await asyncio.sleep(0.05)
+            elapsed += 0.05
+            for stream in self._vad.streams:
+                stream.send(vad.VADEventType.INFERENCE_DONE, speaking=True)
+        await self.stop_speaking()
+        if transcript_lag:
+            await asyncio.sleep(transcript_lag)
+        self.transcribe(text)
+
+
+class VoiceSession:
+    """A running voice session and its simulated parts (see :func:`voice_session`).
+
+    Attributes:
+        session: The real ``AgentSession``.
+        log: What was said, in order.
+        user: The simulated user.
+        tts: The fake TTS (what the agent was asked to say).
+        speaker: The speaker (what played, and whether it was cut off).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: AgentSession[Any],
+        log: ConversationLog,
+        user: SimulatedUser,
+        tts: FakeTTS,
+        speaker: RealTimeSpeaker,
+    ) -> None:
+        self.session = session
+        self.log = log
+        self.user = user
+        self.tts = tts
+        self.speaker = speaker
+
+
+@asynccontextmanager
+async def voice_session(
+    agent: Agent,
+    *,
+    llm: llm.LLM[Any],
+    seconds_per_char: float = 0.01,
+    endpointing_delay: float = 0.1,
+    **session_options: Any,
+) -> AsyncIterator[VoiceSession]:
+    """Start an ``AgentSession`` with simulated speech in and out, close it afterwards.
+
+    Args:
+        agent: The agent to run.
+        llm: The model, typically a :class:`ScriptedLLM`.
+        seconds_per_char: How long the agent takes to say one character.
+        endpointing_delay: Silence after which the user's turn ends.
+        **session_options: Passed to ``AgentSession``.
+    """
+    fake_vad, fake_stt, fake_tts = FakeVAD(), FakeSTT(), FakeTTS(seconds_per_char=seconds_per_char)
+    turn_handling: Any = {
+        "turn_detection": "vad",
+        "endpointing": {"min_delay": endpointing_delay, "max_delay": endpointing_delay * 4},
+        "interruption": {"mode": "vad", "min_duration": 0.05, "resume_false_interruption": False},
+    }
+    session: AgentSession[Any] = AgentSession(
+        vad=fake_vad,
+        stt=fake_stt,
+        llm=llm,
+        tts=fake_tts,
+        turn_handling=turn_handling,
+        **session_options,
+    )
+    speaker = RealTimeSpeaker()
+    session.input.audio = SilentAudioInput()
+    session.output.audio = speaker
+    log = ConversationLog(session)
+    await session.start(agent)
+    user = SimulatedUser(vad=fake_vad, stt=fake_stt)
+    try:
+        yield VoiceSession(
+            session=session,
+            log=log,
+            user=user,
+            tts=fake_tts,
+            speaker=speaker,
+        )
+    finally:
+        await session.aclose()
