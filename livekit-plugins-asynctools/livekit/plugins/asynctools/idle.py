@@ -58,6 +58,8 @@ class ConversationFloor:
         """Return once the agent is quiet and the user's last turn is over and answered.
 
         The caller must not await anything between this returning and starting its reply.
+        Whether the agent is busy is core's call (its speech queue): ``agent_state`` can
+        stay "speaking" after a text-only realtime reply on 1.5.
         """
         loop = asyncio.get_running_loop()
         while True:
@@ -67,9 +69,6 @@ class ConversationFloor:
                 continue
 
             if self._session.user_state == "speaking":
-                await self._changed.wait()
-                continue
-            if self._session.agent_state in _BUSY_AGENT_STATES:
                 await self._changed.wait()
                 continue
             if self._turn_open:

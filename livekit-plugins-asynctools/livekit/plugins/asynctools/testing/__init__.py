@@ -17,12 +17,16 @@ Example::
 
 from .conversation import ConversationLog, Line, eventually, text_session
 from .scripted_llm import LLMRequest, Reply, ScriptedLLM, ToolCall
+from .scripted_realtime import RealtimeReplyRequest, ScriptedRealtimeModel, ScriptedRealtimeSession
 
 __all__ = [
     "ScriptedLLM",
     "Reply",
     "ToolCall",
     "LLMRequest",
+    "ScriptedRealtimeModel",
+    "ScriptedRealtimeSession",
+    "RealtimeReplyRequest",
     "ConversationLog",
     "Line",
     "text_session",

@@ -90,6 +90,9 @@ class LLMRequest:
         return texts[-1] if texts else None
 
 
+DEFAULT_REPLY = Reply(text="OK.")
+"""What a scripted model says when its script has nothing to say."""
+
 Responder = Callable[[LLMRequest], "Reply | None"]
 
 
@@ -121,7 +124,7 @@ class ScriptedLLM(llm.LLM[Any]):
         *,
         replies: Sequence[Reply] = (),
         responder: Responder | None = None,
-        default: Reply = Reply(text="OK."),
+        default: Reply = DEFAULT_REPLY,
     ) -> None:
         super().__init__()
         self._replies = list(replies)
