@@ -1,0 +1,186 @@
+"""Flight-booking voice agent: long tools run in the background while the conversation goes on.
+
+Run it (see README.md):
+
+    python agent.py dev        # against your LiveKit server, join the room to talk
+    python agent.py console    # in the terminal, with your microphone
+
+``AGENT_MODE`` chooses the model: ``realtime`` (OpenAI realtime, default) or ``pipeline``
+(OpenAI STT, LLM and TTS with Silero VAD).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    JobContext,
+    RunContext,
+    WorkerOptions,
+    cli,
+    function_tool,
+)
+from livekit.plugins import openai
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from flights import TravelBackend  # noqa: E402
+
+Mode = Literal["realtime", "pipeline"]
+
+INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers short.
+- Flight and hotel bookings take a while: they run in the background. When you start one,
+  tell the user it is under way and keep talking with them; progress and results reach
+  you as tool outputs, tell the user about them.
+- Once a flight is booked, call send_confirmation_email with its booking reference.
+- If the user asks what is running, call get_running_tasks; to stop one, cancel_task.
+- If a tool answers that the same booking is already running, ask the user whether they
+  really want a second one; only if they say yes, call it again with confirm_duplicate
+  set to true."""
+
+
+class TravelTools(AsyncToolset):
+    """The background tools: flight search-and-book and hotel reservation."""
+
+    def __init__(self, backend: TravelBackend) -> None:
+        super().__init__(id="travel", on_duplicate_call="confirm")
+        self._backend = backend
+
+    @function_tool
+    async def search_and_book_flight(
+        self, ctx: AsyncRunContext, origin: str, destination: str, date: str
+    ) -> dict[str, Any]:
+        """Search flights and book the cheapest one.
+
+        Args:
+            origin: City the user flies from.
+            destination: City the user flies to.
+            date: Travel date, as the user said it (e.g. "2026-12-03").
+        """
+        await ctx.update(f"Searching flights from {origin} to {destination} on {date}.")
+        flights = await self._backend.search_flights(origin, destination, date)
+        best = flights[0]
+        await ctx.update(
+            f"Found {len(flights)} flights. The cheapest is {best.number} at {best.departs} "
+            f"for {best.price_eur} euros; booking it now."
+        )
+        booking = await self._backend.book(best)
+        return {
+            "booking_reference": booking.reference,
+            "flight": best.number,
+            "departs": f"{best.date} {best.departs}",
+            "price_eur": best.price_eur,
+        }
+
+    @function_tool
+    async def reserve_hotel(self, ctx: AsyncRunContext, city: str, nights: int) -> dict[str, Any]:
+        """Reserve a hotel.
+
+        Args:
+            city: City of the hotel.
+            nights: Number of nights.
+        """
+        await ctx.update(f"Looking for a hotel in {city} for {nights} nights.")
+        reservation = await self._backend.reserve_hotel(city, nights)
+        return {
+            "reservation_reference": reservation.reference,
+            "hotel": reservation.hotel,
+            "price_eur": reservation.price_eur,
+        }
+
+
+class FlightAgent(Agent):
+    """The travel agent: background travel tools and an email tool."""
+
+    def __init__(self, *, backend: TravelBackend) -> None:
+        super().__init__(instructions=INSTRUCTIONS, tools=[TravelTools(backend)])
+        self._backend = backend
+
+    @function_tool
+    async def send_confirmation_email(self, ctx: RunContext, booking_reference: str) -> str:
+        """Email the booking confirmation to the user.
+
+        Args:
+            booking_reference: The reference of the booking to confirm.
+        """
+        return await self._backend.send_confirmation_email(booking_reference)
+
+
+def build_session(
+    *,
+    mode: Mode,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    vad: Any = None,
+) -> AgentSession[Any]:
+    """The agent's session, on the realtime model or the STT-LLM-TTS pipeline.
+
+    Args:
+        mode: ``realtime`` or ``pipeline``.
+        base_url: OpenAI-compatible endpoint (default: OpenAI, or ``OPENAI_BASE_URL``).
+        api_key: API key (default: ``OPENAI_API_KEY``).
+        vad: The VAD of the pipeline (default: Silero).
+    """
+    endpoint: dict[str, Any] = {}
+    if base_url or os.environ.get("OPENAI_BASE_URL"):
+        endpoint["base_url"] = base_url or os.environ["OPENAI_BASE_URL"]
+    if api_key:
+        endpoint["api_key"] = api_key
+    if mode == "realtime":
+        return AgentSession(llm=openai.realtime.RealtimeModel(**endpoint))
+    if mode == "pipeline":
+        if vad is None:
+            from livekit.plugins import silero
+
+            vad = silero.VAD.load()
+        return AgentSession(
+            vad=vad,
+            stt=openai.STT(**endpoint),
+            llm=openai.LLM(**endpoint),
+            tts=openai.TTS(response_format="pcm", **endpoint),
+        )
+    raise ValueError(f"AGENT_MODE must be 'realtime' or 'pipeline', got {mode!r}")
+
+
+def selected_mode() -> Mode:
+    """The mode chosen by ``AGENT_MODE`` (default ``realtime``)."""
+    mode = os.environ.get("AGENT_MODE", "realtime")
+    if mode not in ("realtime", "pipeline"):
+        raise SystemExit(f"AGENT_MODE must be 'realtime' or 'pipeline', got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """Join the room and talk."""
+    await ctx.connect()
+    session = build_session(mode=selected_mode())
+    await session.start(FlightAgent(backend=TravelBackend.from_env()), room=ctx.room)
+
+
+LIVEKIT_VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def missing_credentials(argv: list[str]) -> list[str]:
+    """The LiveKit variables a server command needs and the environment lacks."""
+    needs_server = any(cmd in argv for cmd in ("dev", "start", "connect"))
+    return [v for v in LIVEKIT_VARIABLES if needs_server and not os.environ.get(v)]
+
+
+if __name__ == "__main__":
+    try:
+        from dotenv import load_dotenv
+
+        load_dotenv(Path(__file__).parent / ".env")
+    except ImportError:
+        pass
+    if missing := missing_credentials(sys.argv[1:]):
+        sys.exit(
+            "Set " + ", ".join(missing) + " (your LiveKit server; see .env.example) "
+            "before running the agent against LiveKit. `console` runs without them."
+        )
+    cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint))
