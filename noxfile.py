@@ -54,6 +54,14 @@ def tests(session: nox.Session, agents: str) -> None:
 
 
 @nox.session
+@nox.parametrize("agents", ["1.5.17", LATEST])
+def bench(session: nox.Session, agents: str) -> None:
+    """Benchmarks against the release's own async tools; `-- --quick` for a short run."""
+    _install_release(session, agents, "aiohttp>=3.10")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The offline flight-booking demo, both modes, against the local OpenAI server."""
     _install_release(session, LATEST, "aiohttp>=3.10", f"livekit-plugins-silero=={LATEST}")

@@ -1,0 +1,270 @@
+"""Benchmarks: this plugin side by side with the installed release's own async tools.
+
+Every scenario runs a real text-only ``AgentSession`` with a zero-latency scripted LLM,
+in one process, the implementations interleaved round by round:
+
+- ``asynctools``: this plugin's ``AsyncToolset``;
+- ``core``: the release's own implementation (``livekit.agents.llm.async_toolset`` on
+  1.5.x; ``RunContext.update`` on 1.6+), found by probing, not by version;
+- ``plain``: an ordinary ``@function_tool`` (the floor, where it applies).
+
+Usage::
+
+    python benchmarks/run.py --quick                 # a fast run, checks nothing rots
+    python benchmarks/run.py --out benchmarks/RESULTS.md
+
+Figures are medians over the rounds; ratios compare implementations within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from livekit.agents import Agent, AgentSession, RunContext, function_tool
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset
+from livekit.plugins.asynctools.testing import LLMRequest, Reply, ScriptedLLM, ToolCall
+
+RESULTS_MARKER = "New results arrived"
+
+
+# -- the implementations -------------------------------------------------------------
+
+
+class Gate:
+    """Lets the tools of a scenario go on together."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+
+def _core_toolset_class() -> Any:
+    """The release's own AsyncToolset with its own run context, or None (1.6+)."""
+    try:
+        from livekit.agents.llm import async_toolset
+    except ImportError:
+        return None
+    if hasattr(RunContext, "update"):
+        return None  # 1.6+: async tools are RunContext.update on any tool
+    return async_toolset
+
+
+def build_tools(impl: str, gate: Gate, *, updates: int = 0) -> list[Any]:
+    """The benchmark tool ``job`` for ``impl``: first update, ``updates`` more, a result."""
+    core = _core_toolset_class()
+
+    async def body(ctx: Any, n: int) -> str:
+        await ctx.update(f"job {n} started")
+        await gate.event.wait()
+        for i in range(updates):
+            await ctx.update(f"job {n} step {i}")
+        return f"job {n} done"
+
+    if impl == "asynctools":
+
+        @function_tool
+        async def job(ctx: AsyncRunContext, n: int) -> str:
+            """Run job n."""
+            return await body(ctx, n)
+
+        return [AsyncToolset(id="bench", tools=[job], on_duplicate_call="allow")]
+    if impl == "core" and core is not None:
+
+        async def job_core(ctx: Any, n: int) -> str:
+            return await body(ctx, n)
+
+        # core finds its context parameter by annotation, resolved at runtime
+        job_core.__annotations__ = {"ctx": core.AsyncRunContext, "n": int, "return": str}
+        tool = function_tool(job_core, name="job", description="Run job n.")
+        return [core.AsyncToolset(id="bench", tools=[tool], on_duplicate_call="allow")]
+    if impl == "core":
+
+        @function_tool
+        async def job(ctx: RunContext, n: int) -> str:
+            """Run job n."""
+            return await body(ctx, n)
+
+        return [job]
+
+    @function_tool
+    async def job(n: int) -> str:  # plain
+        """Run job n."""
+        return f"job {n} done"
+
+    return [job]
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+class Probe:
+    """A scripted LLM that calls ``job`` N times, and notes when results are asked for."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.reply_requests: list[tuple[float, LLMRequest]] = []
+        self.llm = ScriptedLLM(responder=self._respond)
+
+    def _respond(self, req: LLMRequest) -> Reply | None:
+        last = req.last_item
+        if last.type == "message" and last.role == "user":
+            return Reply(
+                tool_calls=[ToolCall("job", {"n": i}, call_id=f"j{i}") for i in range(self.calls)]
+            )
+        if any(RESULTS_MARKER in t for t in req.texts("system") + req.texts("developer")):
+            self.reply_requests.append((time.perf_counter(), req))
+        return Reply(text="ok")
+
+
+async def _session(
+    impl: str, gate: Gate, probe: Probe, *, history: int = 0, updates: int = 0
+) -> Any:
+    agent = Agent(instructions="bench", tools=build_tools(impl, gate, updates=updates))
+    if history:
+        ctx = agent.chat_ctx.copy()
+        for i in range(history):
+            ctx.add_message(role="user" if i % 2 else "assistant", content=f"message {i}")
+        await agent.update_chat_ctx(ctx)
+    session: AgentSession[Any] = AgentSession(llm=probe.llm)
+    await session.start(agent)
+    return session
+
+
+async def burst_delivery(impl: str, results: int) -> float:
+    """Seconds from N results being released together to the reply that covers them all."""
+    gate, probe = Gate(), Probe(results)
+    session = await _session(impl, gate, probe)
+    try:
+        await session.run(user_input="go")
+        start = time.perf_counter()
+        gate.event.set()
+        wanted = {f"j{i}" for i in range(results)}
+        while True:
+            for at, req in probe.reply_requests:
+                ids = {o.split("_")[0] for o in req.output_ids() if "_" in o}
+                if wanted <= ids:
+                    return at - start
+            await asyncio.sleep(0.001)
+    finally:
+        await session.aclose()
+
+
+async def update_cost(impl: str, history: int, burst: int) -> float:
+    """Seconds per update, `burst` updates in a row from one call, `history` chat items."""
+    gate, probe = Gate(), Probe(1)
+    session = await _session(impl, gate, probe, history=history, updates=burst)
+    try:
+        await session.run(user_input="go")
+        agent = session.current_agent
+        start = time.perf_counter()
+        gate.event.set()
+        # done when every update is in the agent's chat context
+        while True:
+            tail = agent.chat_ctx.items[-(2 * burst + 8) :]  # the check must not grow with history
+            outputs = [
+                i.call_id
+                for i in tail
+                if i.type == "function_call_output" and "update" in i.call_id
+            ]
+            if len(outputs) >= burst:
+                return (time.perf_counter() - start) / burst
+            await asyncio.sleep(0)
+    finally:
+        await session.aclose()
+
+
+async def heap_per_task(impl: str, tasks: int) -> float:
+    """Bytes of Python heap held by one running call (before its result)."""
+    gate, probe = Gate(), Probe(tasks)
+    session = await _session(impl, gate, probe)
+    try:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        await session.run(user_input="go")
+        gc.collect()
+        during = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        gate.event.set()
+        return (during - before) / tasks
+    finally:
+        await session.aclose()
+
+
+async def rounds(fn: Callable[[], Awaitable[float]], n: int) -> float:
+    values = [await fn() for _ in range(n)]
+    return statistics.median(values)
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+async def main(quick: bool, out: Path | None) -> int:
+    impls = ["asynctools", "core"]
+    n = 3 if quick else 7
+    release = importlib.metadata.version("livekit-agents")
+    core_kind = "AsyncToolset (llm.async_toolset)" if _core_toolset_class() else "RunContext.update"
+    rows: list[tuple[str, dict[str, float], str]] = []
+
+    sizes = [10, 100] if quick else [10, 100, 1000]
+    for size in sizes:
+        res = {i: await rounds(lambda i=i, s=size: burst_delivery(i, s), n) for i in impls}
+        rows.append((f"{size} results released together: time to the one reply", res, "s"))
+
+    histories = [10, 1000] if quick else [10, 1000, 10000]
+    for history in histories:
+        for burst in (16, 1):
+            res = {
+                i: await rounds(lambda i=i, h=history, b=burst: update_cost(i, h, b), n)
+                for i in impls
+            }
+            kind = "burst of 16" if burst == 16 else "isolated"
+            rows.append((f"one update, {kind}, {history} chat items", res, "s"))
+
+    tasks = 50 if quick else 200
+    heap = {i: await heap_per_task(i, tasks) for i in [*impls, "plain"]}
+    rows.append((f"heap per running call ({tasks} calls)", heap, "B"))
+
+    lines = [
+        f"# Benchmarks on livekit-agents {release}",
+        "",
+        f"core implementation: {core_kind}; {'quick' if quick else 'full'} run, "
+        f"median of {n} rounds; Python {sys.version.split()[0]}",
+        "",
+        "| scenario | asynctools | core | plain | core / asynctools |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
+        return f"{v * 1e3:.3f} ms" if unit == "s" else f"{v:.0f} B"
+
+    for name, res, unit in rows:
+        ratio = res["core"] / res["asynctools"] if res.get("asynctools") else float("nan")
+        lines.append(
+            f"| {name} | {fmt(res.get('asynctools'), unit)} | {fmt(res.get('core'), unit)} | "
+            f"{fmt(res.get('plain'), unit)} | {ratio:.2f}x |"
+        )
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out is not None:
+        out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds, small sizes")
+    parser.add_argument("--out", type=Path, help="write the markdown table here")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.quick, args.out)))
