@@ -105,6 +105,16 @@ def _cancel_hotel(messages: list[Message]) -> Answer:
     return Answer(tool_calls=(("cancel_task", {"call_id": hotel_calls[-1]}),))
 
 
+BOOK_PARIS_TOKYO = Answer(
+    tool_calls=(
+        (
+            "search_and_book_flight",
+            {"origin": "Paris", "destination": "Tokyo", "date": "2026-12-03"},
+        ),
+    )
+)
+
+
 def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
     """The scenario of the offline demo and the end-to-end tests."""
     return Scenario(
@@ -143,26 +153,12 @@ def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
             Rule(
                 "book the flight",
                 _last_is_user("flight", "tokyo"),
-                Answer(
-                    tool_calls=(
-                        (
-                            "search_and_book_flight",
-                            {"origin": "Paris", "destination": "Tokyo", "date": "2026-12-03"},
-                        ),
-                    )
-                ),
+                BOOK_PARIS_TOKYO,
             ),
             Rule(
                 "book the flight again",
                 _last_is_user("again"),
-                Answer(
-                    tool_calls=(
-                        (
-                            "search_and_book_flight",
-                            {"origin": "Paris", "destination": "Tokyo", "date": "2026-12-03"},
-                        ),
-                    )
-                ),
+                BOOK_PARIS_TOKYO,
             ),
             Rule(
                 "reserve the hotel",

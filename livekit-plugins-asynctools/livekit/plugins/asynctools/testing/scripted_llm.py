@@ -96,6 +96,42 @@ DEFAULT_REPLY = Reply(text="OK.")
 Responder = Callable[[LLMRequest], "Reply | None"]
 
 
+class Script:
+    """Chooses a scripted model's replies: ``responder`` first, then ``replies`` in order,
+    then ``default``. Also hands out deterministic call ids (``call_1``, ``call_2``...).
+
+    Args:
+        replies: Replies used in order.
+        responder: Chooses a reply from what the model was sent; ``None`` defers to
+            ``replies``.
+        default: The reply once both have nothing to say.
+    """
+
+    def __init__(
+        self,
+        *,
+        replies: Sequence[Reply] = (),
+        responder: Responder | None = None,
+        default: Reply = DEFAULT_REPLY,
+    ) -> None:
+        self._replies = list(replies)
+        self._responder = responder
+        self._default = default
+        self._ids = itertools.count(1)
+
+    def reply_to(self, request: LLMRequest) -> Reply:
+        """The reply to ``request``."""
+        if self._responder is not None and (reply := self._responder(request)) is not None:
+            return reply
+        if self._replies:
+            return self._replies.pop(0)
+        return self._default
+
+    def next_id(self, prefix: str = "call") -> str:
+        """A fresh id: ``<prefix>_<n>``."""
+        return f"{prefix}_{next(self._ids)}"
+
+
 class ScriptedLLM(llm.LLM[Any]):
     """An LLM that answers from a script, for offline tests of a real ``AgentSession``.
 
@@ -127,10 +163,7 @@ class ScriptedLLM(llm.LLM[Any]):
         default: Reply = DEFAULT_REPLY,
     ) -> None:
         super().__init__()
-        self._replies = list(replies)
-        self._responder = responder
-        self._default = default
-        self._ids = itertools.count(1)
+        self._script = Script(replies=replies, responder=responder, default=default)
         self.requests: list[LLMRequest] = []
 
     @property
@@ -156,20 +189,10 @@ class ScriptedLLM(llm.LLM[Any]):
             tool_choice=tool_choice,
         )
         self.requests.append(request)
-        reply = self._choose(request)
+        reply = self._script.reply_to(request)
         return _ScriptedStream(
             self, reply=reply, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
         )
-
-    def _choose(self, request: LLMRequest) -> Reply:
-        if self._responder is not None and (reply := self._responder(request)) is not None:
-            return reply
-        if self._replies:
-            return self._replies.pop(0)
-        return self._default
-
-    def _next_call_id(self) -> str:
-        return f"call_{next(self._ids)}"
 
 
 class _ScriptedStream(llm.LLMStream):
@@ -199,7 +222,7 @@ class _ScriptedStream(llm.LLMStream):
                     arguments=c.arguments
                     if isinstance(c.arguments, str)
                     else json.dumps(c.arguments),
-                    call_id=c.call_id or self._scripted._next_call_id(),
+                    call_id=c.call_id or self._scripted._script.next_id(),
                 )
                 for c in self._reply.tool_calls
             ]

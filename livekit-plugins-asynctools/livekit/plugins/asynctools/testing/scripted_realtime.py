@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from livekit import rtc
 from livekit.agents import llm
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from .scripted_llm import DEFAULT_REPLY, LLMRequest, Reply, Responder
+from .scripted_llm import DEFAULT_REPLY, LLMRequest, Reply, Responder, Script
 
 
 @dataclass
@@ -74,10 +73,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
                 mutable_tools=True,
             )
         )
-        self._replies = list(replies)
-        self._responder = responder
-        self._default = default
-        self._ids = itertools.count(1)
+        self.script = Script(replies=replies, responder=responder, default=default)
         self.sessions: list[ScriptedRealtimeSession] = []
 
     @property
@@ -93,13 +89,6 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
 
     async def aclose(self) -> None:
         """Nothing to release."""
-
-    def _choose(self, request: LLMRequest) -> Reply:
-        if self._responder is not None and (reply := self._responder(request)) is not None:
-            return reply
-        if self._replies:
-            return self._replies.pop(0)
-        return self._default
 
 
 class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
@@ -185,16 +174,16 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
         self.reply_requests.append(
             RealtimeReplyRequest(request=request, instructions=extra, tool_choice=tool_choice)
         )
-        reply = self._model._choose(request)
+        reply = self._model.script.reply_to(request)
 
-        message_id = f"item_{next(self._model._ids)}"
+        message_id = self._model.script.next_id("item")
         if reply.text:
             self._remote.items.append(
                 llm.ChatMessage(id=message_id, role="assistant", content=[reply.text])
             )
         calls = [
             llm.FunctionCall(
-                call_id=c.call_id or f"call_{next(self._model._ids)}",
+                call_id=c.call_id or self._model.script.next_id(),
                 name=c.name,
                 arguments=c.arguments if isinstance(c.arguments, str) else _json(c.arguments),
             )
