@@ -140,7 +140,10 @@ async def _session(
 
 
 async def burst_delivery(impl: str, results: int) -> float:
-    """Seconds from N results being released together to the reply that covers them all."""
+    """Seconds from N results being released together to the reply that covers them all.
+
+    Also notes in ``REPLIES`` how many result replies were asked for by then.
+    """
     gate, probe = Gate(), Probe(results)
     session = await _session(impl, gate, probe)
     try:
@@ -152,8 +155,27 @@ async def burst_delivery(impl: str, results: int) -> float:
             for at, req in probe.reply_requests:
                 ids = {o.split("_")[0] for o in req.output_ids() if "_" in o}
                 if wanted <= ids:
+                    REPLIES.append(len(probe.reply_requests))
                     return at - start
             await asyncio.sleep(0.001)
+    finally:
+        await session.aclose()
+
+
+REPLIES: list[int] = []
+
+
+async def call_overhead(impl: str) -> float:
+    """Seconds for a user turn whose answer is one tool call (until its reply is done)."""
+    gate, probe = Gate(), Probe(1)
+    session = await _session(impl, gate, probe)
+    try:
+        await session.run(user_input="warm up")
+        gate.event.set()
+        await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        await session.run(user_input="go")
+        return time.perf_counter() - start
     finally:
         await session.aclose()
 
@@ -216,10 +238,32 @@ async def main(quick: bool, out: Path | None) -> int:
     core_kind = "AsyncToolset (llm.async_toolset)" if _core_toolset_class() else "RunContext.update"
     rows: list[tuple[str, dict[str, float], str]] = []
 
+    res = {i: await rounds(lambda i=i: call_overhead(i), n) for i in [*impls, "plain"]}
+    rows.append(("one call: user turn with one tool call, answered", res, "s"))
+
+    delays = {i: [await burst_delivery(i, 1) for _ in range(n * 3)] for i in impls}
+    rows.append(
+        (
+            "delivery delay when idle, median",
+            {i: statistics.median(v) for i, v in delays.items()},
+            "s",
+        )
+    )
+    rows.append(
+        (
+            "delivery delay when idle, p95",
+            {i: sorted(v)[int(0.95 * (len(v) - 1))] for i, v in delays.items()},
+            "s",
+        )
+    )
+
     sizes = [10, 100] if quick else [10, 100, 1000]
     for size in sizes:
+        REPLIES.clear()
         res = {i: await rounds(lambda i=i, s=size: burst_delivery(i, s), n) for i in impls}
         rows.append((f"{size} results released together: time to the one reply", res, "s"))
+        replies_per_impl = dict(zip([i for i in impls for _ in range(n)], REPLIES, strict=False))
+        rows.append((f"{size} results released together: replies asked", replies_per_impl, "n"))
 
     histories = [10, 1000] if quick else [10, 1000, 10000]
     for history in histories:
@@ -248,7 +292,9 @@ async def main(quick: bool, out: Path | None) -> int:
     def fmt(v: float | None, unit: str) -> str:
         if v is None:
             return "-"
-        return f"{v * 1e3:.3f} ms" if unit == "s" else f"{v:.0f} B"
+        if unit == "s":
+            return f"{v * 1e3:.3f} ms"
+        return f"{v:.0f} B" if unit == "B" else f"{v:.0f}"
 
     for name, res, unit in rows:
         ratio = res["core"] / res["asynctools"] if res.get("asynctools") else float("nan")
