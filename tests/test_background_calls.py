@@ -98,7 +98,7 @@ async def test_a_result_is_spoken_even_if_the_agent_spoke_after_the_update() -> 
         responder=respond_to(
             {
                 "book": call("book_flight", "c1", destination="Tokyo"),
-                "what about the weather": Reply(text="Sunny."),
+                "what about the weather": Reply(text="Sunny.", delay=0.1),
             }
         )
     )
@@ -106,10 +106,13 @@ async def test_a_result_is_spoken_even_if_the_agent_spoke_after_the_update() -> 
         await session.run(user_input="book")
         gates.open("found")
         await log.wait_for(lambda _: "Update: c1_update_1" in log.heard)
-        gates.open("booked")
-        await session.run(user_input="what about the weather")
+        answer = session.generate_reply(user_input="what about the weather")
+        await log.wait_for(lambda _: log.lines[-1].text == "what about the weather")
+        gates.open("booked")  # the result lands while the model answers the user
+        await answer
         await log.wait_for(lambda _: "Update: c1_finished" in log.heard)
 
+    # the agent's answer is newer than the result: the 1.5 design skipped the result here
     assert log.heard.index("Sunny.") < log.heard.index("Update: c1_finished")
 
 

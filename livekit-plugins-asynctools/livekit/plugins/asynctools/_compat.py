@@ -86,7 +86,9 @@ __all__ = [
     "session_is_closing",
     "SessionClosing",
     "wait_for_handoff",
-    "add_to_chat",
+    "add_to_local_chat",
+    "provider_session",
+    "add_to_provider",
     "ToolLifecycle",
 ]
 
@@ -188,22 +190,30 @@ def session_is_closing(session: AgentSession[Any]) -> bool:
     return not getattr(session, "_started", True)
 
 
-async def add_to_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem]) -> None:
-    """Add ``items`` to the current agent's conversation, appending only.
+def add_to_local_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem]) -> None:
+    """Add ``items`` to the current agent's chat context and to the session history.
 
-    The agent's chat context and the session history are extended in place (core does
-    the same for its own tool outputs), so the cost does not grow with the history. On a
-    realtime model the provider's conversation gets exactly ``items`` added: see
-    :class:`_RemoteConversationPlus`.
+    Both are extended in place, as core does with its own tool outputs: the cost does
+    not grow with the history, and the next reply sees the items.
     """
-    agent = session.current_agent
-    agent._chat_ctx.insert(list(items))
+    session.current_agent._chat_ctx.insert(list(items))
     session.history.insert(list(items))
 
-    activity = getattr(agent, "_activity", None)
-    rt_session = getattr(activity, "realtime_llm_session", None) if activity else None
-    if rt_session is not None:
-        await rt_session.update_chat_ctx(_RemoteConversationPlus(rt_session, items))
+
+def provider_session(session: AgentSession[Any]) -> llm.RealtimeSession[Any] | None:
+    """The realtime model's session of the current agent, if it runs on one."""
+    activity = getattr(session.current_agent, "_activity", None)
+    return getattr(activity, "realtime_llm_session", None) if activity else None
+
+
+async def add_to_provider(
+    rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]
+) -> None:
+    """Add ``items`` to a realtime model's conversation, removing nothing from it.
+
+    See :class:`_RemoteConversationPlus`.
+    """
+    await rt_session.update_chat_ctx(_RemoteConversationPlus(rt_session, items))
 
 
 class _RemoteConversationPlus(llm.ChatContext):

@@ -3,9 +3,11 @@
 There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
 :class:`~livekit.plugins.asynctools.AsyncToolset` of that session. A delivery travels:
 
-1. :meth:`DeliveryCoordinator.submit` queues it. Everything submitted in the same burst
-   is added to the chat context in one batch (:meth:`_add_to_chat`), in submission order,
-   on the next loop iteration: a user turn that starts meanwhile already sees it.
+1. :meth:`DeliveryCoordinator.submit` adds it to the agent's chat context and the
+   session history at once, in place (so a user turn that starts meanwhile already sees
+   it, at a cost that does not grow with the history). On a realtime model, everything
+   submitted in the same burst reaches the provider's conversation in one update
+   (:meth:`_send_to_provider`), in submission order.
 2. :meth:`_speak_loop` waits until the conversation is free
    (:class:`~livekit.plugins.asynctools.idle.ConversationFloor`), then asks for ONE reply
    covering everything pending, from any toolset.
@@ -58,17 +60,16 @@ class DeliveryCoordinator:
     def __init__(self, session: AgentSession[Any]) -> None:
         self._session = session
         self._floor = ConversationFloor(session)
-        self._to_add: list[Delivery] = []
+        self._to_send: list[llm.ChatItem] = []
         self._to_speak: list[Delivery] = []
-        self._added = asyncio.Event()
-        self._add_task: asyncio.Task[None] | None = None
+        self._send_task: asyncio.Task[None] | None = None
         self._speak_task: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
     def pending(self) -> int:
         """Deliveries submitted and not yet spoken."""
-        return len(self._to_add) + len(self._to_speak)
+        return len(self._to_speak)
 
     def submit(self, delivery: Delivery) -> None:
         """Queue ``delivery``: add it to the chat now, speak it when the conversation is free."""
@@ -76,9 +77,14 @@ class DeliveryCoordinator:
             # the session is gone: keep the record in the history, there is no one to tell
             self._session.history.insert(list(delivery.items))
             return
-        self._to_add.append(delivery)
-        if self._add_task is None or self._add_task.done():
-            self._add_task = asyncio.create_task(self._add_to_chat(), name="asynctools_add")
+        _compat.add_to_local_chat(self._session, delivery.items)
+        if (rt_session := _compat.provider_session(self._session)) is not None:
+            self._to_send.extend(delivery.items)
+            if self._send_task is None or self._send_task.done():
+                self._send_task = asyncio.create_task(
+                    self._send_to_provider(rt_session), name="asynctools_send"
+                )
+        self._to_speak.append(delivery)
         if self._speak_task is None or self._speak_task.done():
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
 
@@ -86,7 +92,7 @@ class DeliveryCoordinator:
         """Stop delivering at once; what is pending stays in the chat history only."""
         self._closed = True
         self._floor.close()
-        for task in (self._add_task, self._speak_task):
+        for task in (self._send_task, self._speak_task):
             if task is not None:
                 task.cancel()
 
@@ -94,32 +100,30 @@ class DeliveryCoordinator:
         """Stop delivering. What is still pending stays in the chat history only."""
         self._closed = True
         self._floor.close()
-        tasks = [t for t in (self._add_task, self._speak_task) if t is not None]
+        tasks = [t for t in (self._send_task, self._speak_task) if t is not None]
         await utils.aio.cancel_and_wait(*tasks)
 
     @utils.log_exceptions(logger=logger)
-    async def _add_to_chat(self) -> None:
-        while self._to_add:
-            batch, self._to_add = self._to_add, []
+    async def _send_to_provider(self, rt_session: Any) -> None:
+        while self._to_send:
+            batch, self._to_send = self._to_send, []
             try:
-                await _compat.add_to_chat(self._session, [i for d in batch for i in d.items])
+                await _compat.add_to_provider(rt_session, batch)
             except Exception:
-                logger.exception("failed to add background tool output to the chat")
-            self._to_speak.extend(batch)
-            self._added.set()
+                logger.exception("failed to add background tool output to the realtime model")
 
     @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
         # runs while something is pending, so an idle session holds no task of ours
-        while (self._to_add or self._to_speak) and not self._closed:
-            if not self._to_speak:
-                await self._added.wait()
-                self._added.clear()
-                continue
+        while self._to_speak and not self._closed:
             try:
                 await self._floor.wait_until_free()
             except _compat.SessionClosing:
                 return
+            if self._send_task is not None and not self._send_task.done():
+                # the realtime model must have the outputs before it is asked about them
+                await asyncio.wait([self._send_task])
+                continue
             # nothing may be awaited between the floor being free and the reply being queued
             batch, self._to_speak = self._to_speak, []
             handle = self._ask_for_reply(batch)
