@@ -33,7 +33,7 @@ from . import _compat
 from .context import AsyncRunContext
 from .delivery import Delivery
 from .log import logger
-from .templates import CANCELLED_TEMPLATE, COMPLETED_WITHOUT_RESULT
+from .templates import CANCEL_REASON_SESSION_ENDED, CANCELLED_TEMPLATE, COMPLETED_WITHOUT_RESULT
 
 if TYPE_CHECKING:
     from .session_scope import SessionScope
@@ -195,7 +195,7 @@ class BackgroundCall:
         self._scope.lifecycle.ended(call_id=self.call_id, status="done", message=str(output))
 
     def _record_cancellation(self) -> None:
-        reason = self._cancel_reason or "because the session ended"
+        reason = self._cancel_reason or CANCEL_REASON_SESSION_ENDED
         message = CANCELLED_TEMPLATE.format(
             function_name=self.function_call.name, call_id=self.call_id, reason=reason
         )

@@ -88,20 +88,13 @@ class DeliveryCoordinator:
         if self._speak_task is None or self._speak_task.done():
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
 
-    def close_now(self) -> None:
+    def close(self) -> None:
         """Stop delivering at once; what is pending stays in the chat history only."""
         self._closed = True
         self._floor.close()
         for task in (self._send_task, self._speak_task):
             if task is not None:
                 task.cancel()
-
-    async def aclose(self) -> None:
-        """Stop delivering. What is still pending stays in the chat history only."""
-        self._closed = True
-        self._floor.close()
-        tasks = [t for t in (self._send_task, self._speak_task) if t is not None]
-        await utils.aio.cancel_and_wait(*tasks)
 
     @utils.log_exceptions(logger=logger)
     async def _send_to_provider(self, rt_session: Any) -> None:

@@ -8,12 +8,12 @@ goes away with it, and is closed when the session closes.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _compat
 from .delivery import DeliveryCoordinator
+from .templates import CANCEL_REASON_SESSION_ENDED
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -68,19 +68,11 @@ class SessionScope:
         if self._calls.get(call.call_id) is call:
             del self._calls[call.call_id]
 
-    async def aclose(self) -> None:
-        """Cancel every running call and stop delivering."""
-        await asyncio.gather(
-            *(call.cancel("because the session ended") for call in self.calls),
-            return_exceptions=True,
-        )
-        await self.delivery.aclose()
-
     def _on_session_close(self, _: Any) -> None:
         session = self._session()
         if session is not None and _scopes.get(session) is self:
             del _scopes[session]
         # an event handler cannot await: cancel now, the tasks end on the next iteration
         for call in self.calls:
-            call.cancel_now("because the session ended")
-        self.delivery.close_now()
+            call.cancel_now(CANCEL_REASON_SESSION_ENDED)
+        self.delivery.close()

@@ -31,6 +31,9 @@ CANCEL_REASON_REPLACED = "because a newer call of the same tool replaced it"
 CANCEL_REASON_CLOSED = "because its toolset was closed"
 """``reason`` for a task cancelled by :meth:`AsyncToolset.aclose` (agent handoff, shutdown)."""
 
+CANCEL_REASON_SESSION_ENDED = "because the session ended"
+"""``reason`` for a task cancelled because its session closed (kept in the history only)."""
+
 DUPLICATE_REJECT = """Same tool `{function_name}` is already running:
 {running_fnc_calls}
 If you want to cancel the existing one, call `cancel_task` with its call_id."""
