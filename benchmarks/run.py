@@ -191,7 +191,9 @@ async def update_cost(impl: str, history: int, burst: int) -> float:
         gate.event.set()
         # done when every update is in the agent's chat context
         while True:
-            tail = agent.chat_ctx.items[-(2 * burst + 8) :]  # the check must not grow with history
+            # read the live list: the public read-only view copies it, which would make
+            # the check itself grow with the history
+            tail = agent._chat_ctx.items[-(2 * burst + 8) :]
             outputs = [
                 i.call_id
                 for i in tail
