@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from livekit.agents import function_tool
 from livekit.plugins.asynctools.testing import Reply, ScriptedLLM, eventually
 from livekit.plugins.asynctools.testing.audio import voice_session
 
@@ -109,3 +110,42 @@ async def test_a_deferred_reply_the_user_interrupts_is_given_again() -> None:
     interrupted = [line for line in v.log.lines if line.interrupted]
     assert len(interrupted) == 1 and LONG_UPDATE.startswith(interrupted[0].text)
     assert v.log.heard[-2:] == ["Yes?", "Update again: c1_update_1"]
+
+
+async def test_a_result_waits_while_the_users_turn_runs_a_tool() -> None:
+    """The user's turn is answered by a tool call: while that tool runs (core counts the
+    agent as idle then), a pending update is not spoken; the tool's answer comes first."""
+    gates = Gates()
+    weather_running = asyncio.Event()
+
+    @function_tool
+    async def check_weather(city: str) -> str:
+        """The weather in the city."""
+        weather_running.set()
+        await gates.wait("weather")
+        return f"Sunny in {city}"
+
+    model = ScriptedLLM(
+        responder=respond_to(
+            {
+                "book": call("book_flight", "c1", destination="Tokyo"),
+                "weather": call("check_weather", "w1", city="Tokyo"),
+            }
+        )
+    )
+    agent = TravelAgent(tools=[Flights(gates), check_weather])
+    async with voice_session(agent, llm=model) as v:
+        await v.user.say("book")
+        await v.log.wait_for(lambda log: "ack c1" in log.heard)
+        await v.user.start_speaking()
+        gates.open("found")
+        await v.user.stop_speaking()
+        v.user.transcribe("weather")
+        await weather_running.wait()
+        await asyncio.sleep(0.3)
+        asked_while_the_tool_ran = len(results_requests(model.requests))
+        gates.open("weather")
+        await v.log.wait_for(lambda log: "Update: c1_update_1" in log.heard)
+
+    assert asked_while_the_tool_ran == 0
+    assert v.log.heard == ["ack c1", "ack w1", "Update: c1_update_1"]

@@ -146,9 +146,14 @@ class SessionClosing(Exception):
 
 
 async def wait_for_core_idle(session: AgentSession[Any]) -> None:
-    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU.
+    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU,
+    and no reply waiting on its tools.
 
-    Follows agent handoffs (1.6+ raises when the activity it waits on closes).
+    Core counts the agent as idle while the tools of a reply run (every release keeps
+    such replies aside, in ``AgentActivity._background_speeches``), although the reply
+    goes on once they return: a deferred reply started then would answer before the
+    user's own turn is answered. So those replies are waited for too. Follows agent
+    handoffs (1.6+ raises when the activity it waits on closes).
 
     Raises:
         SessionClosing: The session is shutting down.
@@ -162,12 +167,23 @@ async def wait_for_core_idle(session: AgentSession[Any]) -> None:
                 await wait_for_idle()
             else:
                 await session.wait_for_inactive()  # type: ignore[attr-defined,unused-ignore]
-            return
         except Exception as e:
             if type(e).__name__ != "ActivityClosedError":
                 raise
-        # an agent handoff closed the activity we waited on: wait for the next one
-        await wait_for_handoff(session)
+            # an agent handoff closed the activity we waited on: wait for the next one
+            await wait_for_handoff(session)
+            continue
+        running_tools = _replies_running_tools(session)
+        if not running_tools:
+            return
+        for speech in running_tools:
+            await speech.wait_for_playout()
+
+
+def _replies_running_tools(session: AgentSession[Any]) -> list[Any]:
+    activity = getattr(session, "_activity", None)
+    speeches = getattr(activity, "_background_speeches", ())
+    return [s for s in speeches if not s.done()]
 
 
 async def wait_for_handoff(session: AgentSession[Any]) -> bool:
