@@ -199,6 +199,73 @@ class SilentAudioInput(AudioInput):
         )
 
 
+class ScriptedMicrophone(AudioInput):
+    """The session's microphone: silence, and the speech it is given, in real time.
+
+    Feed it real speech audio (a recording, a synthesized voice) and the session's own
+    VAD and STT hear it, as from a person.
+
+    Args:
+        sample_rate: Rate of the frames it delivers; speech at another rate is resampled.
+        frame_duration: Seconds of audio per frame.
+
+    Example::
+
+        mic = ScriptedMicrophone()
+        session.input.audio = mic
+        await session.start(agent)
+        await mic.say(pcm, sample_rate=22050)  # returns once the speech has played
+    """
+
+    def __init__(self, *, sample_rate: int = 16000, frame_duration: float = 0.02) -> None:
+        super().__init__(label="scripted-microphone")
+        self._rate = sample_rate
+        self._frame_samples = int(sample_rate * frame_duration)
+        self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._next_at: float | None = None
+
+    async def say(self, pcm: bytes, *, sample_rate: int) -> None:
+        """Speak ``pcm`` (16-bit mono); returns once all of it has been delivered."""
+        if sample_rate != self._rate:
+            resampler = rtc.AudioResampler(sample_rate, self._rate)
+            frame = rtc.AudioFrame(
+                data=pcm,
+                sample_rate=sample_rate,
+                num_channels=1,
+                samples_per_channel=len(pcm) // 2,
+            )
+            out = [*resampler.push(frame), *resampler.flush()]
+            pcm = b"".join(bytes(f.data) for f in out)
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((pcm, done))
+        await done
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        loop = asyncio.get_running_loop()
+        frame_time = self._frame_samples / self._rate
+        self._next_at = (self._next_at or loop.time()) + frame_time
+        await asyncio.sleep(max(self._next_at - loop.time(), 0.0))
+        size = self._frame_samples * 2
+        data = b""
+        while len(data) < size and self._queue:
+            pcm, done = self._queue[0]
+            take = pcm[: size - len(data)]
+            data += take
+            if len(take) == len(pcm):
+                self._queue.pop(0)
+                if not done.done():
+                    done.set_result(None)
+            else:
+                self._queue[0] = (pcm[len(take) :], done)
+        data = data.ljust(size, b"\x00")
+        return rtc.AudioFrame(
+            data=data,
+            sample_rate=self._rate,
+            num_channels=1,
+            samples_per_channel=self._frame_samples,
+        )
+
+
 class RealTimeSpeaker(AudioOutput):
     """The session's speaker: plays audio in real time and can be interrupted.
 
