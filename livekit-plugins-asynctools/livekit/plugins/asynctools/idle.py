@@ -3,9 +3,14 @@
 Core's own idle wait (``wait_for_inactive`` on 1.5, ``wait_for_idle`` on 1.6+) returns
 as soon as no speech is scheduled and the user is silent. On 1.5 that is about 0.1 s
 into the user's pause, before their turn is committed: a reply started then is cut off
-by the rest of the turn. :class:`ConversationFloor` adds what core leaves out: once the
-user has spoken, their turn stays open until it is committed to the chat, answered, or
-``user_turn_grace`` seconds of silence pass without either (a noise, a cough).
+by the rest of the turn. :class:`ConversationFloor` adds what core leaves out:
+
+- once the user has spoken, their turn stays open until it is committed to the chat,
+  answered, or ``user_turn_grace`` seconds of silence pass without either (a noise, a
+  cough);
+- a reply whose tools are running, or whose tool reply is not yet scheduled, is not
+  over: core counts the agent as idle in that gap, but the same speech handle goes on
+  with the tool reply, so the floor waits until every speech it saw created is done.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from . import _compat
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
+    from livekit.agents.voice import SpeechHandle
 
 USER_TURN_GRACE = 2.0
 """Seconds of silence (since the user stopped speaking or the last transcript) after which
@@ -41,6 +47,11 @@ class ConversationFloor:
         self._changed = asyncio.Event()
         self._turn_open = False
         self._user_stopped_at: float | None = None
+        # speeches seen created and not yet done; the one under way now, if any, too
+        self._speeches: set[SpeechHandle] = set()
+        if (current := session.current_speech) is not None:
+            self._speeches.add(current)
+        session.on("speech_created", self._on_speech_created)
         session.on("user_state_changed", self._on_user_state_changed)
         session.on("agent_state_changed", self._on_agent_state_changed)
         session.on("conversation_item_added", self._on_conversation_item_added)
@@ -48,6 +59,7 @@ class ConversationFloor:
 
     def close(self) -> None:
         """Stop watching the session."""
+        self._session.off("speech_created", self._on_speech_created)
         self._session.off("user_state_changed", self._on_user_state_changed)
         self._session.off("agent_state_changed", self._on_agent_state_changed)
         self._session.off("conversation_item_added", self._on_conversation_item_added)
@@ -67,6 +79,10 @@ class ConversationFloor:
             await _compat.wait_for_core_idle(self._session)
             if await _compat.wait_for_handoff(self._session):
                 continue
+            if unfinished := self._unfinished_speeches():
+                for speech in unfinished:
+                    await speech.wait_for_playout()
+                continue
 
             if self._session.user_state == "speaking":
                 await self._changed.wait()
@@ -83,6 +99,13 @@ class ConversationFloor:
                 # silence without a transcript: nothing will answer this turn
                 self._turn_open = False
             return
+
+    def _unfinished_speeches(self) -> list[SpeechHandle]:
+        self._speeches = {s for s in self._speeches if not s.done()}
+        return list(self._speeches)
+
+    def _on_speech_created(self, ev: Any) -> None:
+        self._speeches.add(ev.speech_handle)
 
     def _on_user_state_changed(self, ev: Any) -> None:
         if ev.new_state == "speaking":
