@@ -20,6 +20,13 @@ AGENTS_RELEASES = ["1.5.2", "1.5.17", "1.6.10", "1.7.1", "1.8.9"]
 LATEST = AGENTS_RELEASES[-1]
 
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6.100", "aiohttp>=3.10"]
+# what the offline flight-booking demo needs beyond the plugin: the example's VAD, and the
+# simulated user's voice (eSpeak NG, library and data inside the wheel)
+DEMO_DEPS = ["aiohttp>=3.10", "espeakng-loader>=0.2"]
+
+
+def _silero(release: str) -> str:
+    return f"livekit-plugins-silero=={release}"
 
 
 def _install_release(session: nox.Session, release: str, *extra: str) -> None:
@@ -49,7 +56,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("agents", AGENTS_RELEASES)
 def tests(session: nox.Session, agents: str) -> None:
     """The whole test suite on one livekit-agents release."""
-    _install_release(session, agents, *TEST_DEPS)
+    _install_release(session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents))
     session.run("pytest", *session.posargs)
 
 
@@ -64,5 +71,5 @@ def bench(session: nox.Session, agents: str) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The offline flight-booking demo, both modes, against the local OpenAI server."""
-    _install_release(session, LATEST, "aiohttp>=3.10", f"livekit-plugins-silero=={LATEST}")
+    _install_release(session, LATEST, *DEMO_DEPS, _silero(LATEST))
     session.run("python", "examples/flight_booking/offline/demo.py", *session.posargs)

@@ -16,35 +16,112 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
 sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
 
-from demo import Transcript, run_pipeline  # noqa: E402
+from agent import FlightAgent, build_session  # noqa: E402
+from demo import USER_LINES, Transcript, _until, _watch, run_pipeline  # noqa: E402
 from flights import TravelBackend  # noqa: E402
 from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import flight_scenario  # noqa: E402
+from user_voice import speak  # noqa: E402
 
-from livekit.plugins.asynctools.testing.audio import FakeVAD  # noqa: E402
+from livekit.plugins.asynctools.testing.audio import (  # noqa: E402
+    RealTimeSpeaker,
+    ScriptedMicrophone,
+)
+
+
+def _agent_lines(transcript: Transcript) -> list[str]:
+    return [line.split("agent  ", 1)[1] for line in transcript.lines if " agent  " in line]
 
 
 async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_clients() -> None:
-    """Booking, a hotel at the same time, a refused duplicate, the task list and a
-    cancellation: the user hears each step in order, and every request stayed local."""
-    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.004)) as server:
+    """Spoken lines, heard by Silero VAD and transcribed by the OpenAI STT client: booking,
+    a hotel at the same time, a refused duplicate, the task list and a cancellation. The
+    user hears each step in order, and every request stayed local."""
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as server:
         transcript = Transcript()
-        problems = await run_pipeline(server, transcript, vad=FakeVAD())
+        problems = await run_pipeline(server, transcript)
 
     assert problems == []
-    agent_lines = [line.split("agent  ", 1)[1] for line in transcript.lines if " agent  " in line]
-    order = [
-        "Sure! Searching flights from Paris to Tokyo",
-        "That flight is already being booked",
-        "Right now I'm working on: reserve_hotel, search_and_book_flight.",
-        "Your flight is booked, reference FL-",
-        "I've emailed you the confirmation.",
-        "The hotel search is cancelled.",
+    heard = [line.split("heard  ", 1)[1] for line in transcript.lines if " heard  " in line]
+    assert heard[: len(USER_LINES)] == USER_LINES  # what the STT client was sent, transcribed
+    transcribed = [r for r in server.requests if r.path == "/v1/audio/transcriptions"]
+    assert len(transcribed) >= len(USER_LINES) + 1
+    agent_lines = _agent_lines(transcript)
+
+    def said(start: str) -> int:
+        return next(i for i, line in enumerate(agent_lines) if line.startswith(start))
+
+    # each task's story in order; the two tasks interleave as the timing falls
+    flight = [
+        "Sure! Searching flights",
+        "Found 3 flights.",
+        "Your flight is booked",
+        "I've emailed",
     ]
-    positions = [next((i for i, a in enumerate(agent_lines) if a.startswith(o)), -1) for o in order]
-    assert -1 not in positions and positions == sorted(positions), transcript.lines
+    hotel = ["Sure! Looking for a hotel", "Right now I'm working on:", "Done, I stopped the hotel"]
+    for story in (flight, hotel):
+        assert [said(s) for s in story] == sorted(said(s) for s in story), transcript.lines
+    # the second booking was refused while the first one still ran
+    assert said("That flight is already being booked") < said("Your flight is booked")
+    assert "reserve_hotel" in agent_lines[said("Right now I'm working on:")]
+    # the user may start a line just as a deferred reply starts: what they cut off is
+    # said again in full afterwards
+    for i, line in enumerate(agent_lines):
+        if line.endswith(" (interrupted)"):
+            assert line.removesuffix(" (interrupted)") in agent_lines[i + 1 :], transcript.lines
     assert all(r.path.startswith("/v1/") for r in server.requests)
     assert server.base_url.startswith("http://127.0.0.1:")
+
+
+async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards() -> None:
+    """The user speaks over the reply that gives the flight search's progress: that reply
+    is cut off, the user's question is answered, then the progress is given again in full."""
+    question = "What's running?"
+    # slow enough speech that core's echo-cancellation warm-up (the first 3 s the agent
+    # speaks, when the user can not interrupt) is over before the user barges in
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.04)) as server:
+        for line in (USER_LINES[0], question):
+            voice = speak(line)
+            server.scenario.speech.learn(line, voice.pcm, voice.sample_rate)
+        backend = TravelBackend(search_latency=0.5, booking_latency=60, hotel_latency=60)
+        session = build_session(mode="pipeline", base_url=server.base_url, api_key="offline")
+        microphone = ScriptedMicrophone()
+        session.input.audio = microphone
+        session.output.audio = RealTimeSpeaker()
+        transcript = Transcript()
+        _watch(session, transcript)
+        await session.start(FlightAgent(backend=backend))
+        try:
+            voice = speak(USER_LINES[0])
+            await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+            await _until(lambda: len(_agent_lines(transcript)) == 1, timeout=15)
+
+            def progress_being_spoken() -> bool:
+                return any(
+                    r.path == "/v1/audio/speech" and r.body["input"].startswith("Found 3")
+                    for r in server.requests
+                )
+
+            await _until(progress_being_spoken, timeout=10)
+            voice = speak(question)
+            await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+            await _until(lambda: len(_agent_lines(transcript)) >= 4, timeout=15)
+        finally:
+            await session.aclose()
+
+    lines = _agent_lines(transcript)
+    assert lines[0].startswith("Sure! Searching flights")
+    assert lines[1].startswith("Found 3 flights") and lines[1].endswith("(interrupted)")
+    assert lines[2] == "Right now I'm working on: search_and_book_flight."
+    assert lines[3].startswith("Found 3 flights") and not lines[3].endswith("(interrupted)")
+    asked = [
+        r
+        for r in server.requests
+        if r.path == "/v1/chat/completions"
+        and "New results arrived" in str(r.body["messages"][-1].get("content"))
+    ]
+    assert len(asked) == 2
+    assert all("_update_1" in str(r.body["messages"][-1]["content"]) for r in asked)
 
 
 async def test_the_backend_is_deterministic() -> None:

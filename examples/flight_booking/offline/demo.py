@@ -1,12 +1,19 @@
 """Offline demo: the flight agent through the real livekit-plugins-openai clients.
 
-Starts the local OpenAI-protocol server with the flight scenario, runs the agent's
-STT-LLM-TTS pipeline session (OpenAI LLM and TTS clients pointed at the server through
-``base_url``, Silero VAD), types the user's lines, plays the agent's speech on a
-simulated speaker in real time, and prints a timestamped transcript of what the user
-hears and of each background task's start, updates and end. Exits 1 if the
-conversation did not reach its outcome (flight booked and confirmed by email, hotel
-search cancelled on request).
+Plays one conversation on both of the agent's sessions at once, each against its own
+local OpenAI-protocol server scripted by the flight scenario:
+
+- pipeline: the user's lines are synthesized speech played into the session's
+  microphone in real time; Silero VAD hears them, the OpenAI STT client sends them to
+  the server's transcription endpoint, the OpenAI LLM and TTS clients do the rest;
+- realtime: the OpenAI realtime model client on the server's realtime websocket; the
+  user's turns arrive as OpenAI's server-side turn detection reports them.
+
+The agent's speech plays on a simulated speaker in real time. For each mode it prints a
+timestamped transcript of what the user hears and of each background task's start,
+updates and end. Exits 1 if a conversation did not reach its outcome (flight booked
+and confirmed by email once, hotel search cancelled on request, every request answered
+by the scenario, no realtime reply asked for while the conversation was busy).
 """
 
 from __future__ import annotations
@@ -24,34 +31,38 @@ from agent import FlightAgent, build_session  # noqa: E402
 from flights import TravelBackend  # noqa: E402
 from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import flight_scenario  # noqa: E402
+from user_voice import speak  # noqa: E402
 
-from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
+from livekit.plugins.asynctools.testing.audio import (  # noqa: E402
+    RealTimeSpeaker,
+    ScriptedMicrophone,
+)
 
 USER_LINES = [
-    "Book me a flight from Paris to Tokyo on December 3rd.",
-    "Please also reserve a hotel in Tokyo for 4 nights.",
+    "Book a flight from Paris to Tokyo on December 3rd.",
+    "Also reserve a hotel for 4 nights.",
     "Book that flight again.",
-    "No, one is enough.",
-    "What's running right now?",
+    "No. What's running?",
 ]
+CANCEL_LINE = "Cancel the hotel."
 
 
 class Transcript:
-    """Timestamped lines, printed as they happen."""
+    """Timestamped lines of one conversation, from the moment it was created."""
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
         self.lines: list[str] = []
 
     def add(self, who: str, text: str) -> None:
-        line = f"[{time.monotonic() - self._t0:5.2f}s] {who:<6} {text}"
-        self.lines.append(line)
-        print(line, flush=True)
+        self.lines.append(f"[{time.monotonic() - self._t0:5.2f}s] {who:<6} {text}")
 
 
 def _watch(session: Any, transcript: Transcript) -> None:
     def on_item(ev: Any) -> None:
         item = ev.item
+        if getattr(item, "role", None) == "user" and item.text_content:
+            transcript.add("heard", item.text_content)
         if getattr(item, "role", None) == "assistant" and item.text_content:
             cut = " (interrupted)" if getattr(item, "interrupted", False) else ""
             transcript.add("agent", item.text_content + cut)
@@ -76,32 +87,111 @@ async def run_pipeline(
 ) -> list[str]:
     """Play the conversation on the pipeline session; returns what went wrong.
 
+    The user speaks: each line is synthesized speech played into the session's
+    microphone in real time, heard by the VAD and transcribed by the OpenAI STT client
+    through the local server. The user speaks once the agent has answered and is quiet.
+
     Args:
         server: The running local server (its scenario sets how long speech lasts).
         transcript: Where the lines go.
         vad: The pipeline's VAD (default: Silero, as in a real run).
-        speed: Backend speed-up; the user speaks right after each answer anyway.
+        speed: Backend speed-up.
     """
+    # the flight is still being booked when the user asks for it again
     backend = TravelBackend(
-        search_latency=3.0, booking_latency=2.5, hotel_latency=30.0, speed=speed
+        search_latency=4.0, booking_latency=8.0, hotel_latency=30.0, speed=speed
     )
     session = build_session(mode="pipeline", base_url=server.base_url, api_key="offline", vad=vad)
+    microphone = ScriptedMicrophone()
+    session.input.audio = microphone
     session.output.audio = RealTimeSpeaker()
     _watch(session, transcript)
+    for line in [*USER_LINES, CANCEL_LINE]:
+        voice = speak(line)
+        server.scenario.speech.learn(line, voice.pcm, voice.sample_rate)
+
+    async def say(line: str) -> None:
+        transcript.add("user", line)
+        voice = speak(line)
+        await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+        await _until(
+            lambda: session.agent_state == "listening" and _answered(session, line), timeout=15
+        )
+
+    await _converse(session, backend, say)
+    problems = _outcome_problems(session, backend)
+    if unanswered := [r for r in server.requests if r.rule is None and "completions" in r.path]:
+        problems.append(f"{len(unanswered)} chat requests matched no rule")
+    return problems
+
+
+async def run_realtime(
+    server: LocalOpenAIServer, transcript: Transcript, *, speed: float = 1.0
+) -> list[str]:
+    """Play the conversation on the realtime session; returns what went wrong.
+
+    The agent runs on the real ``openai.realtime.RealtimeModel``, connected to the local
+    server's realtime websocket. The user speaks as OpenAI's server-side VAD and
+    transcription report it (``server.realtime.user_says``), once the agent has answered
+    and is quiet.
+
+    Args:
+        server: The running local server (its scenario sets how long speech lasts).
+        transcript: Where the lines go.
+        speed: Backend speed-up.
+    """
+    realtime = server.realtime
+    first_response = len(realtime.responses)
+    first_event = len(realtime.events)
+    # the flight is still being booked when the user asks for it again
+    backend = TravelBackend(
+        search_latency=4.0, booking_latency=8.0, hotel_latency=30.0, speed=speed
+    )
+    session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
+    session.output.audio = RealTimeSpeaker()
+    _watch(session, transcript)
+
+    def quiet() -> bool:
+        return session.agent_state == "listening" and not realtime.response_active
+
+    async def say(line: str) -> None:
+        await _until(quiet, timeout=15)
+        transcript.add("user", line)
+        await realtime.user_says(line, duration=len(line) * server.scenario.seconds_per_char)
+        await _until(lambda: quiet() and _answered(session, line), timeout=15)
+
+    try:
+        await _converse(session, backend, say)
+    finally:
+        await session.llm.aclose()  # the model's own HTTP session, outside a job
+
+    problems = _outcome_problems(session, backend)
+    responses = realtime.responses[first_response:]
+    if unanswered := [r for r in responses if r.rule is None]:
+        problems.append(f"{len(unanswered)} realtime responses matched no rule")
+    events = realtime.events[first_event:]
+    if busy := [
+        e for e in events if e.type == "response.create" and (e.response_active or e.user_speaking)
+    ]:
+        problems.append(f"{len(busy)} replies were asked for while the conversation was busy")
+    return problems
+
+
+async def _converse(session: Any, backend: TravelBackend, say: Any) -> None:
+    """The conversation itself, the same in both modes; ``say(line)`` is the user."""
     await session.start(FlightAgent(backend=backend))
     try:
         for line in USER_LINES:
-            transcript.add("user", line)
-            await session.run(user_input=line)
-        await _until(lambda: bool(backend.emails), timeout=10)
+            await say(line)
+        await _until(lambda: bool(backend.emails), timeout=15)
         await _until(lambda: _heard(session, "emailed"), timeout=10)
-        line = "Actually, cancel the hotel."
-        transcript.add("user", line)
-        await session.run(user_input=line)
+        await say(CANCEL_LINE)
         await _until(lambda: _heard(session, "hotel search is cancelled"), timeout=10)
     finally:
         await session.aclose()
 
+
+def _outcome_problems(session: Any, backend: TravelBackend) -> list[str]:
     problems = []
     if len(backend.emails) != 1:
         problems.append(f"expected one confirmation email, got {backend.emails}")
@@ -110,11 +200,18 @@ async def run_pipeline(
         for i in session.history.items
     ):
         problems.append("the hotel search was not recorded as cancelled")
-    if unanswered := [
-        r for r in server.requests if r.path.endswith("completions") and r.rule is None
-    ]:
-        problems.append(f"{len(unanswered)} chat requests matched no rule")
     return problems
+
+
+def _answered(session: Any, line: str) -> bool:
+    """The user's ``line`` was transcribed and committed, and the agent answered it."""
+    items = session.history.items
+    said = [
+        i
+        for i, item in enumerate(items)
+        if getattr(item, "role", None) == "user" and (item.text_content or "").strip() == line
+    ]
+    return bool(said) and any(getattr(i, "role", None) == "assistant" for i in items[said[-1] :])
 
 
 def _heard(session: Any, text: str) -> bool:
@@ -132,23 +229,49 @@ async def _until(predicate: Any, *, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _play(
+    title: str, server: LocalOpenAIServer, run: Any, transcript: Transcript
+) -> list[str]:
+    """Run one mode and print its transcript once it is over."""
+    try:
+        problems: list[str] = await run
+    except TimeoutError as e:
+        problems = [str(e)]
+    print(f"== {title} ==", *transcript.lines, sep="\n")
+    paths = sorted({r.path for r in server.requests})
+    sockets = sorted({f"ws://{c.host}{c.path}" for c in server.realtime.connections})
+    print(f"\n{len(server.requests)} HTTP requests to {paths}, websockets to {sockets}")
+    print(f"all to {server.base_url}\n", flush=True)
+    return [f"{title.split()[0]} mode: {p}" for p in problems]
+
+
 async def main() -> int:
-    """Run the demo; 0 when the conversation reached its outcome."""
-    async with LocalOpenAIServer(flight_scenario()) as server:
-        print(f"local OpenAI-protocol server at {server.base_url}\n")
-        print("== pipeline mode (OpenAI LLM + TTS clients, Silero VAD) ==")
-        transcript = Transcript()
-        try:
-            problems = await run_pipeline(server, transcript)
-        except TimeoutError as e:
-            problems = [str(e)]
-        hosts = {r.path for r in server.requests}
-        print(f"\n{len(server.requests)} requests, all to {server.base_url}: {sorted(hosts)}")
-    print("\nrealtime mode: not part of this demo yet (the local realtime websocket is pending)")
+    """Run the demo, both modes at once; 0 when both reached their outcome."""
+    async with (
+        LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as pipeline_server,
+        LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as realtime_server,
+    ):
+        print("Playing the flight-booking conversation on both sessions at once...\n", flush=True)
+        pipeline, realtime = Transcript(), Transcript()
+        outcomes = await asyncio.gather(
+            _play(
+                "pipeline mode (Silero VAD; OpenAI STT, LLM and TTS clients)",
+                pipeline_server,
+                run_pipeline(pipeline_server, pipeline),
+                pipeline,
+            ),
+            _play(
+                "realtime mode (OpenAI realtime model client, server-side turn detection)",
+                realtime_server,
+                run_realtime(realtime_server, realtime, speed=2.0),
+                realtime,
+            ),
+        )
+    problems = [p for outcome in outcomes for p in outcome]
     if problems:
-        print("\nFAILED:\n- " + "\n- ".join(problems))
+        print("FAILED:\n- " + "\n- ".join(problems))
         return 1
-    print("\nOK: flight booked and confirmed by email, hotel search cancelled on request.")
+    print("OK, both modes: flight booked and emailed, hotel search cancelled on request.")
     return 0
 
 

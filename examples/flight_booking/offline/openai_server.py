@@ -1,11 +1,15 @@
-"""A local server that speaks the OpenAI HTTP protocols livekit-plugins-openai uses.
+"""A local server that speaks the OpenAI protocols livekit-plugins-openai uses.
 
 Implemented: streaming chat completions with tool calls (``POST /v1/chat/completions``,
 server-sent events, usage chunk); text to speech (``POST /v1/audio/speech``: raw 24 kHz
-mono PCM, or base64 deltas as server-sent events when ``stream_format="sse"``); the model
-list (``GET /v1/models``). It answers from a :class:`Scenario`, records every request,
-binds to 127.0.0.1 only, and refuses what it does not understand with the error body
-OpenAI sends (``{"error": {"message", "type", "param", "code"}}``).
+mono PCM, or base64 deltas as server-sent events when ``stream_format="sse"``); speech to
+text (``POST /v1/audio/transcriptions``: a multipart WAV upload, answered ``json`` or
+``verbose_json``, recognised by :class:`KnownSpeech`); the model list
+(``GET /v1/models``); and the Realtime API websocket (``GET /v1/realtime``), served by
+:class:`~realtime_server.RealtimeServer` (``server.realtime``). Everything answers from
+one :class:`Scenario`, records every request, binds to 127.0.0.1 only, and refuses what
+it does not understand with the error body OpenAI sends
+(``{"error": {"message", "type", "param", "code"}}``).
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import web
+from realtime_server import RealtimeServer
 
 Message = dict[str, Any]
 
@@ -45,12 +52,70 @@ class Rule:
     answer: Answer | Callable[[list[Message]], Answer]
 
 
+class KnownSpeech:
+    """What the transcription endpoint recognises: clips of speech and what they say.
+
+    A clip is recognised by the shape of its loudness over time (log RMS in 10 ms steps),
+    wherever it sits in the audio sent and whatever its sample rate, so the speech that
+    reaches the server after VAD segmentation and resampling is still found. Audio that
+    matches no clip closely is transcribed as ``""``, as OpenAI does with noise.
+    """
+
+    MIN_SIMILARITY = 0.8
+    """Correlation of loudness shapes below which audio is not that clip."""
+
+    def __init__(self) -> None:
+        self._clips: list[tuple[str, np.ndarray]] = []
+
+    def learn(self, text: str, pcm: bytes, sample_rate: int) -> None:
+        """Recognise ``pcm`` (16-bit mono) as ``text`` from now on."""
+        self._clips.append((text, _loudness(pcm, sample_rate)))
+
+    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+        """The text of the known clip that ``pcm`` contains, or ``""``."""
+        heard = _loudness(pcm, sample_rate)
+        scored = [(_similarity(heard, clip), text) for text, clip in self._clips]
+        best, text = max(scored, default=(0.0, ""))
+        return text if best >= self.MIN_SIMILARITY else ""
+
+
+def _loudness(pcm: bytes, sample_rate: int, *, step: float = 0.01) -> np.ndarray:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    width = max(int(sample_rate * step), 1)
+    frames = samples[: len(samples) // width * width].reshape(-1, width)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    # below about -50 dBFS is silence: resampling noise there must not shape the match
+    return np.log10(np.maximum(rms, 100.0))
+
+
+def _similarity(heard: np.ndarray, clip: np.ndarray) -> float:
+    """Best correlation of ``clip`` with a same-length stretch of ``heard``."""
+    if len(clip) < 2 or len(heard) < 0.8 * len(clip):
+        return 0.0
+    if len(heard) < len(clip):
+        heard = np.pad(heard, (0, len(clip) - len(heard)))
+    windows = np.lib.stride_tricks.sliding_window_view(heard, len(clip))
+    centred = windows - windows.mean(axis=1, keepdims=True)
+    target = clip - clip.mean()
+    norms = np.linalg.norm(centred, axis=1) * np.linalg.norm(target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlations = np.where(norms > 0, centred @ target / norms, 0.0)
+    return float(correlations.max())
+
+
 @dataclass
 class Scenario:
-    """Ordered rules; the first that matches answers. No match is a scenario error."""
+    """Ordered rules; the first that matches answers. No match is a scenario error.
+
+    Attributes:
+        rules: The model's part.
+        seconds_per_char: How long the text-to-speech audio of one character lasts.
+        speech: What the transcription endpoint recognises.
+    """
 
     rules: list[Rule]
     seconds_per_char: float = 0.02
+    speech: KnownSpeech = field(default_factory=KnownSpeech)
 
     def answer(self, messages: list[Message]) -> tuple[str, Answer]:
         for rule in self.rules:
@@ -77,11 +142,13 @@ class LocalOpenAIServer:
     Attributes:
         base_url: ``http://127.0.0.1:<port>/v1``, for the plugin's ``base_url``.
         requests: Every request received, in order.
+        realtime: The realtime websocket endpoint and its scripted user (once entered).
     """
 
     scenario: Scenario
     requests: list[Recorded] = field(default_factory=list)
     base_url: str = ""
+    realtime: RealtimeServer = field(init=False, repr=False)
     _runner: web.AppRunner | None = None
     _ids: int = 0
 
@@ -89,7 +156,10 @@ class LocalOpenAIServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_get("/v1/models", self._models)
+        self.realtime = RealtimeServer(self.scenario)
+        self.realtime.mount(app)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -190,6 +260,37 @@ class LocalOpenAIServer:
             await response.write(pcm)
         await response.write_eof()
         return response
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        try:
+            form = await request.post()
+        except ValueError:
+            form = None
+        upload = form.get("file") if form is not None else None
+        fields = {k: v for k, v in form.items() if isinstance(v, str)} if form else {}
+        record = Recorded(at=time.time(), path=request.path, body=fields)
+        self.requests.append(record)
+        if not isinstance(upload, web.FileField):
+            return _error(400, "you must provide a file", "file")
+        if not fields.get("model"):
+            return _error(400, "you must provide a model parameter", "model")
+        try:
+            with wave.open(upload.file, "rb") as wav:
+                if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                    raise wave.Error("not 16-bit mono")
+                rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
+        except (wave.Error, EOFError) as e:
+            return _error(400, f"Invalid file format: {e}", "file")
+        text = self.scenario.speech.transcribe(pcm, rate)
+        record.body["transcript"] = text
+        duration = len(pcm) / 2 / rate
+        if fields.get("response_format") == "verbose_json":
+            return web.json_response(
+                {"task": "transcribe", "language": "english", "duration": duration, "text": text}
+            )
+        return web.json_response(
+            {"text": text, "usage": {"type": "duration", "seconds": round(duration)}}
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(at=time.time(), path=request.path, body={}))

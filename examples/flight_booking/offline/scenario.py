@@ -6,6 +6,7 @@ instructions of a deferred reply) and answers as a good model would.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -83,7 +84,8 @@ def _results_answer(messages: list[Message]) -> Answer:
     for out in outputs:
         if booking := re.search(r"FL-\d{6}", out):
             spoken.append(f"Your flight is booked, reference {booking.group()}.")
-            calls.append(("send_confirmation_email", {"booking_reference": booking.group()}))
+            if booking.group() not in _emailed(messages):
+                calls.append(("send_confirmation_email", {"booking_reference": booking.group()}))
         elif hotel := re.search(r"HT-\d{6}", out):
             spoken.append(f"Your hotel is reserved, reference {hotel.group()}.")
         elif "was cancelled" in out:
@@ -91,6 +93,16 @@ def _results_answer(messages: list[Message]) -> Answer:
         elif found := re.search(r"reported progress: (.*?)\n", out):
             spoken.append(found.group(1))
     return Answer(text=" ".join(spoken) or "Still working on it.", tool_calls=tuple(calls))
+
+
+def _emailed(messages: list[Message]) -> set[str]:
+    """Booking references the model already asked to email (say, in a reply cut short)."""
+    return {
+        json.loads(call["function"]["arguments"]).get("booking_reference", "")
+        for m in messages
+        for call in m.get("tool_calls") or []
+        if call["function"]["name"] == "send_confirmation_email"
+    }
 
 
 def _first_update_answer(messages: list[Message]) -> Answer:
@@ -115,9 +127,33 @@ BOOK_PARIS_TOKYO = Answer(
 )
 
 
+def _answering(rule: Rule) -> Rule:
+    """``rule``, reading the messages up to the last one the model has to answer.
+
+    A realtime conversation can end with the part of an answer the model said before its
+    response was cancelled (a partial assistant message, after the tool output or the
+    user's words it was answering); a chat completions request never does.
+    """
+
+    def pending(messages: list[Message]) -> list[Message]:
+        end = len(messages)
+        while end > 1 and messages[end - 1].get("role") == "assistant":
+            if messages[end - 1].get("tool_calls"):
+                break
+            end -= 1
+        return messages[:end]
+
+    answer = rule.answer
+    return Rule(
+        rule.name,
+        lambda messages: rule.when(pending(messages)),
+        (lambda messages: answer(pending(messages))) if callable(answer) else answer,
+    )
+
+
 def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
     """The scenario of the offline demo and the end-to-end tests."""
-    return Scenario(
+    scenario = Scenario(
         seconds_per_char=seconds_per_char,
         rules=[
             Rule("speak background results", _is_results_request, _results_answer),
@@ -178,3 +214,5 @@ def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
             ),
         ],
     )
+    scenario.rules = [_answering(rule) for rule in scenario.rules]
+    return scenario

@@ -1,0 +1,383 @@
+"""The worked flight-booking example on the OpenAI realtime model, end to end.
+
+The agent's realtime session is the real ``openai.realtime.RealtimeModel`` client, talking
+to the local server's realtime websocket (``examples/flight_booking/offline``); the user's
+turns are reported by the server's scripted turn detection, as OpenAI's would be. Each
+test checks what the user heard and what the model was sent, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
+sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+
+from agent import FlightAgent, build_session  # noqa: E402
+from demo import Transcript, run_realtime  # noqa: E402
+from flights import Booking, Flight, HotelReservation, TravelBackend  # noqa: E402
+from openai_server import Answer, LocalOpenAIServer, Rule  # noqa: E402
+from realtime_server import RealtimeServer, ResponseRecord  # noqa: E402
+from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
+
+from livekit.agents import AgentSession  # noqa: E402
+from livekit.plugins.asynctools.testing import ConversationLog, eventually  # noqa: E402
+from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
+
+from ..travel import Gates  # noqa: E402
+
+BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
+RESERVE_HOTEL = "Also reserve a hotel in Tokyo for 4 nights."
+HOLD_ON = "Hold on a second."
+CANCEL_HOTEL = "Cancel the hotel."
+
+FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
+HOTEL_ACK = "Sure! Looking for a hotel in Tokyo for 4 nights. I'll keep you posted."
+FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros; booking it now."
+BOOKED = "Your flight is booked, reference FL-129894."
+EMAILED = "I've emailed you the confirmation."
+TAKE_YOUR_TIME = "Sure, take your time."
+CANCEL_CONFIRMED = "Done, I stopped the hotel search."
+CANCEL_RESULT = "The hotel search is cancelled."
+
+
+class GatedBackend(TravelBackend):
+    """The example's backend (same flights, prices and references), each slow step held
+    until the test opens its gate: ``found`` (search), ``booked`` (booking), ``hotel``."""
+
+    def __init__(self, gates: Gates) -> None:
+        super().__init__(search_latency=0, booking_latency=0, hotel_latency=0)
+        self.gates = gates
+
+    async def search_flights(self, origin: str, destination: str, date: str) -> list[Flight]:
+        await self.gates.wait("found")
+        return await super().search_flights(origin, destination, date)
+
+    async def book(self, flight: Flight) -> Booking:
+        await self.gates.wait("booked")
+        return await super().book(flight)
+
+    async def reserve_hotel(self, city: str, nights: int) -> HotelReservation:
+        await self.gates.wait("hotel")
+        return await super().reserve_hotel(city, nights)
+
+
+@dataclass
+class RealtimeRun:
+    """The agent on its realtime session, the local server, and what the user heard."""
+
+    server: LocalOpenAIServer
+    session: AgentSession[Any]
+    gates: Gates
+    backend: GatedBackend
+    log: ConversationLog
+    sockets: list[Any]
+
+    @property
+    def realtime(self) -> RealtimeServer:
+        return self.server.realtime
+
+    async def user_says(self, text: str, *, duration: float = 0.1) -> None:
+        await self.realtime.user_says(text, duration=duration)
+
+    async def heard(self, text: str) -> None:
+        """Wait until the user has heard, in full, an agent line starting with ``text``."""
+        await self.log.wait_for(
+            lambda log: any(line.startswith(text) for line in _complete_lines(log))
+        )
+
+    def call_id(self, name: str, index: int = 0) -> str:
+        """The call id the model gave its ``index``-th call of ``name``."""
+        calls = [cid for r in self.realtime.responses for cid, n in r.tool_calls if n == name]
+        return calls[index]
+
+    def outputs_sent(self) -> list[str]:
+        """Call ids of the function-call outputs the client added to the conversation."""
+        return [
+            e["item"]["call_id"]
+            for e in self.realtime.received("conversation.item.create")
+            if e["item"]["type"] == "function_call_output"
+        ]
+
+    def results_requests(self) -> list[ResponseRecord]:
+        """The responses asked for to speak background results, in order."""
+        return [r for r in self.realtime.responses if RESULTS_MARKER in (r.instructions or "")]
+
+
+def _complete_lines(log: ConversationLog) -> list[str]:
+    return [line.text for line in log.lines if line.role == "assistant" and not line.interrupted]
+
+
+def _named_ids(instructions: str | None) -> list[str]:
+    """The call ids a results reply's instructions name."""
+    found = re.search(r"call_ids: \[(.*?)\]", instructions or "")
+    return re.findall(r"'([^']+)'", found.group(1)) if found else []
+
+
+@pytest.fixture
+async def sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address a socket of this test connects to."""
+    loop = asyncio.get_running_loop()
+    addresses: list[Any] = []
+    sock_connect = loop.sock_connect
+    create_connection = loop.create_connection
+
+    async def recording_sock_connect(sock: Any, address: Any) -> None:
+        addresses.append(address)
+        await sock_connect(sock, address)
+
+    async def recording_create_connection(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("host") or (len(args) > 1 and args[1]):
+            addresses.append((kwargs.get("host") or args[1], kwargs.get("port")))
+        return await create_connection(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sock_connect", recording_sock_connect)
+    monkeypatch.setattr(loop, "create_connection", recording_create_connection)
+    return addresses
+
+
+@asynccontextmanager
+async def realtime_agent(
+    sockets: list[Any], *, seconds_per_char: float = 0.004, pace: float = 2.0
+) -> AsyncIterator[RealtimeRun]:
+    """The example agent on the realtime model, against a fresh local server."""
+    scenario = flight_scenario(seconds_per_char=seconds_per_char)
+    # the user interrupts with a remark the model answers in words
+    scenario.rules.append(
+        Rule(
+            "answer a remark",
+            lambda m: m[-1].get("role") == "user" and m[-1].get("content") == HOLD_ON,
+            Answer(text=TAKE_YOUR_TIME),
+        )
+    )
+    gates = Gates()
+    backend = GatedBackend(gates)
+    async with LocalOpenAIServer(scenario) as server:
+        server.realtime.pace = pace
+        session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
+        session.output.audio = RealTimeSpeaker()
+        log = ConversationLog(session)
+        await session.start(FlightAgent(backend=backend))
+        run = RealtimeRun(server, session, gates, backend, log, sockets)
+        try:
+            yield run
+        finally:
+            await session.aclose()
+            await session.llm.aclose()  # the model's own HTTP session, outside a job
+        _assert_protocol_invariants(run)
+
+
+def _assert_protocol_invariants(run: RealtimeRun) -> None:
+    """What must hold in every conversation: replies asked for only when the conversation
+    was idle, nothing the model had deleted, nothing unanswered, every socket local."""
+    busy = [
+        (e.payload.get("event_id"), e.response_active, e.user_speaking)
+        for e in run.realtime.events
+        if e.type == "response.create" and (e.response_active or e.user_speaking)
+    ]
+    assert busy == [], "replies asked for while a response was active or the user spoke"
+    assert run.realtime.received("conversation.item.delete") == []
+    assert [r.id for r in run.realtime.responses if r.rule is None] == []
+    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
+    assert [(c.path, c.model, c.host) for c in run.realtime.connections] == [
+        ("/v1/realtime", "gpt-realtime", run.server.base_url.split("/")[2])
+    ]
+
+
+async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken(
+    sockets: list[Any],
+) -> None:
+    """The user hears the acknowledgement, the progress, then the result (and the email it
+    leads to); the model receives the call's outputs as ``<call_id>``, ``_update_1`` and
+    ``_finished``, each results reply naming the ones it is about."""
+    async with realtime_agent(sockets) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        await run.heard(FOUND)
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+
+        flight = run.call_id("search_and_book_flight")
+        email = run.call_id("send_confirmation_email")
+        assert _complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        assert run.outputs_sent() == [flight, f"{flight}_update_1", f"{flight}_finished", email]
+        # each output of a background step comes with its own function call
+        assert [
+            e["item"]["call_id"]
+            for e in run.realtime.received("conversation.item.create")
+            if e["item"]["type"] == "function_call"
+        ] == [f"{flight}_update_1", f"{flight}_finished"]
+        results = run.results_requests()
+        assert [_named_ids(r.instructions) for r in results] == [
+            [f"{flight}_update_1"],
+            [f"{flight}_finished"],
+        ]
+        # progress is only told; a result may be acted on (here: the email)
+        assert results[0].tool_choice == "none"
+        assert results[1].tool_choice != "none"
+        assert results[1].tool_calls == [(email, "send_confirmation_email")]
+        assert run.backend.emails == ["FL-129894"]
+
+
+async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(sockets: list[Any]) -> None:
+    """The user starts speaking while the progress is being said: that reply is cut off
+    (cancelled by the server's turn detection, truncated where playback stopped), the
+    user's words are answered, then the same progress is asked for and said in full."""
+    # audio is generated in real time, as fast as it plays: the reply is still being
+    # generated when the user starts speaking
+    async with realtime_agent(sockets, seconds_per_char=0.01, pace=1.0) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        # a quarter of the progress has been sent, so about as much has been played
+        await eventually(
+            lambda: (
+                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
+            )
+        )
+        await run.user_says(HOLD_ON)
+        await run.heard(FOUND)
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+
+        flight = run.call_id("search_and_book_flight")
+        lines = [(line.role, line.text, line.interrupted) for line in run.log.lines]
+        cut = lines[2]
+        assert cut[0] == "assistant" and cut[2] and FOUND.startswith(cut[1]) and cut[1] != FOUND
+        assert lines == [
+            ("user", BOOK_FLIGHT, False),
+            ("assistant", FLIGHT_ACK, False),
+            cut,
+            ("user", HOLD_ON, False),
+            ("assistant", TAKE_YOUR_TIME, False),
+            ("assistant", FOUND, False),
+            ("assistant", BOOKED, False),
+            ("assistant", EMAILED, False),
+        ]
+        first, again, _ = run.results_requests()
+        assert _named_ids(first.instructions) == _named_ids(again.instructions)
+        assert _named_ids(again.instructions) == [f"{flight}_update_1"]
+        assert (first.status, first.reason) == ("cancelled", "turn_detected")
+        # the model's copy keeps only what the user heard of the cut reply
+        (truncate,) = run.realtime.received("conversation.item.truncate")
+        assert truncate["audio_end_ms"] > 0
+        assert first.text.startswith(cut[1])
+        assert again.status == "completed"
+        assert run.outputs_sent()[:3] == [flight, f"{flight}_update_1", f"{flight}_finished"]
+
+
+async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply(
+    sockets: list[Any],
+) -> None:
+    """A flight and a hotel run at once; the flight's progress and the hotel's result
+    arrive while the user is speaking: after the user's turn is answered, one reply
+    covers both, and the model had both outputs before it was asked."""
+    async with realtime_agent(sockets) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        await run.user_says(RESERVE_HOTEL)
+        await run.heard(HOTEL_ACK)
+        flight = run.call_id("search_and_book_flight")
+        hotel = run.call_id("reserve_hotel")
+
+        speaking = asyncio.create_task(run.user_says(HOLD_ON, duration=0.5))
+        await eventually(lambda: run.realtime.user_speaking)
+        run.gates.open("found", "hotel")
+        await eventually(lambda: f"{hotel}_finished" in run.outputs_sent())
+        await speaking
+        await run.heard("Found 3 flights")
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+
+        assert run.outputs_sent()[:4] == [
+            flight,
+            hotel,
+            f"{flight}_update_1",
+            f"{hotel}_finished",
+        ]
+        results = run.results_requests()[0]
+        assert _named_ids(results.instructions) == [f"{flight}_update_1", f"{hotel}_finished"]
+        sent = {m.get("tool_call_id") for m in results.messages if m["role"] == "tool"}
+        assert {f"{flight}_update_1", f"{hotel}_finished"} <= sent
+        heard = _complete_lines(run.log)
+        assert heard[:3] == [FLIGHT_ACK, HOTEL_ACK, TAKE_YOUR_TIME]
+        assert heard[4:] == [BOOKED, EMAILED]
+        assert re.fullmatch(
+            re.escape(FOUND) + r" Your hotel is reserved, reference HT-\d{6}\.", heard[3]
+        )
+
+
+async def test_a_cancelled_task_is_recorded_for_the_model_and_its_end_spoken_in_full(
+    sockets: list[Any],
+) -> None:
+    """The user cancels the hotel: the model calls ``cancel_task`` with the hotel's call id
+    and the hotel search is recorded as ``<call_id>_cancelled`` before the model answers.
+    That result comes in while the model's tool call runs: its reply waits for the
+    model's answer, then is said in full (not started at once and cut off by that answer)."""
+    # audio is generated in real time, so a reply started too early is still being
+    # generated when the answer to cancel_task is asked for, as it would be with OpenAI
+    async with realtime_agent(sockets, seconds_per_char=0.01, pace=1.0) as run:
+        await run.user_says(RESERVE_HOTEL)
+        await run.heard(HOTEL_ACK)
+        await run.user_says(CANCEL_HOTEL)
+        await run.heard(CANCEL_RESULT)
+        hotel, cancel = run.call_id("reserve_hotel"), run.call_id("cancel_task")
+
+        assert [(line.role, line.text, line.interrupted) for line in run.log.lines] == [
+            ("user", RESERVE_HOTEL, False),
+            ("assistant", HOTEL_ACK, False),
+            ("user", CANCEL_HOTEL, False),
+            ("assistant", CANCEL_CONFIRMED, False),
+            ("assistant", CANCEL_RESULT, False),
+        ]
+        (call,) = [
+            i
+            for i in run.realtime.conversation
+            if i["type"] == "function_call" and i["call_id"] == cancel
+        ]
+        assert json.loads(call["arguments"]) == {"call_id": hotel}
+        calls = run.realtime.received("conversation.item.create")
+        cancelled = [e["item"] for e in calls if e["item"].get("call_id") == f"{hotel}_cancelled"]
+        assert [i["type"] for i in cancelled] == ["function_call", "function_call_output"]
+        assert "was cancelled on request" in cancelled[1]["output"]
+        assert run.outputs_sent() == [hotel, f"{hotel}_cancelled", cancel]
+        answered = next(r for r in run.realtime.responses if r.rule == "confirm a cancellation")
+        assert {f"{hotel}_cancelled", cancel} <= {
+            m.get("tool_call_id") for m in answered.messages if m["role"] == "tool"
+        }
+        (results,) = run.results_requests()
+        assert _named_ids(results.instructions) == [f"{hotel}_cancelled"]
+        # every response ran to its end: none was cut off by another
+        assert [r.status for r in run.realtime.responses] == ["completed"] * 5
+
+
+async def test_the_demo_conversation_reaches_its_outcome_in_realtime_mode() -> None:
+    """The demo's realtime conversation (booking, a hotel at the same time, a refused
+    duplicate, the task list, a cancellation) reaches its outcome and is heard in order."""
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.004)) as server:
+        transcript = Transcript()
+        problems = await run_realtime(server, transcript, speed=4.0)
+
+    assert problems == []
+    agent_lines = [line.split("agent  ", 1)[1] for line in transcript.lines if " agent  " in line]
+    order = [
+        FLIGHT_ACK,
+        HOTEL_ACK,
+        "That flight is already being booked",
+        "Right now I'm working on: reserve_hotel, search_and_book_flight.",
+        BOOKED,
+        EMAILED,
+    ]
+    positions = [next((i for i, a in enumerate(agent_lines) if a.startswith(o)), -1) for o in order]
+    assert -1 not in positions and positions == sorted(positions), transcript.lines
