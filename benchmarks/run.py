@@ -6,7 +6,9 @@ in one process, the implementations interleaved round by round:
 - ``asynctools``: this plugin's ``AsyncToolset``;
 - ``core``: the release's own implementation (``livekit.agents.llm.async_toolset`` on
   1.5.x; ``RunContext.update`` on 1.6+), found by probing, not by version;
-- ``plain``: an ordinary ``@function_tool`` (the floor, where it applies).
+- ``plain``: an ordinary ``@function_tool`` (the floor, where it applies). In the heap
+  figures it also keeps the frames the tool itself has while it waits, as a running
+  call of the other two does, so the difference is what an implementation adds.
 
 Usage::
 
@@ -26,7 +28,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,25 @@ class Gate:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        # the plain tool's copies of a running call's own frames (see build_tools)
+        self.parked: list[Coroutine[Any, Any, str]] = []
+
+    def open(self) -> None:
+        """Let every tool go on; the plain tool's parked frames are dropped."""
+        self.event.set()
+        for coro in self.parked:
+            coro.close()
+        self.parked.clear()
+
+
+class _NoUpdates:
+    """The context the plain tool's parked frames run with: nothing to update."""
+
+    async def update(self, message: str) -> None:
+        pass
+
+
+_NO_UPDATES = _NoUpdates()  # one for all, so the plain floor holds no context per call
 
 
 def _core_toolset_class() -> Any:
@@ -95,9 +116,22 @@ def build_tools(impl: str, gate: Gate, *, updates: int = 0) -> list[Any]:
 
         return [job]
 
+    async def running(ctx: Any, n: int) -> str:  # the frames of ``job`` above, running
+        return await body(ctx, n)
+
     @function_tool
     async def job(n: int) -> str:  # plain
         """Run job n."""
+        # A running call of any implementation keeps the tool's own frames, waiting on
+        # the gate. The plain call runs the same frames up to the gate by hand (no task
+        # is counted) and keeps them, so the heap figures compare what implementations add.
+        coro = running(_NO_UPDATES, n)
+        try:
+            coro.send(None)
+        except StopIteration:  # the gate is open already
+            pass
+        else:
+            gate.parked.append(coro)
         return f"job {n} done"
 
     return [job]
@@ -139,6 +173,23 @@ async def _session(
     return session
 
 
+def _start_timing() -> float:
+    """The start of a timed window that no full collection can land in.
+
+    Rounds of all implementations run in one process, interleaved: a full collection
+    (over 100 ms once 1,000 calls have run) owed to what earlier rounds left behind would
+    land in whichever window crosses the threshold, and make that figure bimodal. The
+    heap so far is frozen until ``_end_timing()``: the window's own objects are collected
+    as usual, and nothing is traversed (a collection here would leave the caches cold).
+    """
+    gc.freeze()
+    return time.perf_counter()
+
+
+def _end_timing() -> None:
+    gc.unfreeze()
+
+
 async def burst_delivery(impl: str, results: int) -> float:
     """Seconds from N results being released together to the reply that covers them all.
 
@@ -148,8 +199,8 @@ async def burst_delivery(impl: str, results: int) -> float:
     session = await _session(impl, gate, probe)
     try:
         await session.run(user_input="go")
-        start = time.perf_counter()
-        gate.event.set()
+        start = _start_timing()
+        gate.open()
         wanted = {f"j{i}" for i in range(results)}
         while True:
             for at, req in probe.reply_requests:
@@ -159,6 +210,7 @@ async def burst_delivery(impl: str, results: int) -> float:
                     return at - start
             await asyncio.sleep(0.001)
     finally:
+        _end_timing()
         await session.aclose()
 
 
@@ -171,12 +223,13 @@ async def call_overhead(impl: str) -> float:
     session = await _session(impl, gate, probe)
     try:
         await session.run(user_input="warm up")
-        gate.event.set()
+        gate.open()
         await asyncio.sleep(0.01)
-        start = time.perf_counter()
+        start = _start_timing()
         await session.run(user_input="go")
         return time.perf_counter() - start
     finally:
+        _end_timing()
         await session.aclose()
 
 
@@ -187,8 +240,8 @@ async def update_cost(impl: str, history: int, burst: int) -> float:
     try:
         await session.run(user_input="go")
         agent = session.current_agent
-        start = time.perf_counter()
-        gate.event.set()
+        start = _start_timing()
+        gate.open()
         # done when every update is in the agent's chat context
         while True:
             # read the live list: the public read-only view copies it, which would make
@@ -203,6 +256,7 @@ async def update_cost(impl: str, history: int, burst: int) -> float:
                 return (time.perf_counter() - start) / burst
             await asyncio.sleep(0)
     finally:
+        _end_timing()
         await session.aclose()
 
 
@@ -219,7 +273,7 @@ async def heap_per_task(impl: str, tasks: int) -> float:
         gc.collect()
         during = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        gate.event.set()
+        gate.open()
         return (during - before) / tasks
     finally:
         await session.aclose()

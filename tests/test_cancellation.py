@@ -20,7 +20,13 @@ from livekit.plugins.asynctools import (
     AsyncToolset,
 )
 from livekit.plugins.asynctools.session_scope import existing_scope
-from livekit.plugins.asynctools.testing import ConversationLog, ScriptedLLM, text_session
+from livekit.plugins.asynctools.testing import (
+    ConversationLog,
+    Reply,
+    ScriptedLLM,
+    ToolCall,
+    text_session,
+)
 
 from .travel import Flights, Gates, TravelAgent, call, output_of, respond_to, results_requests
 
@@ -118,6 +124,33 @@ async def test_replace_cancels_the_running_call_and_runs_the_new_one() -> None:
     seen = model.requests[-1]
     assert output_of(seen, "c1_cancelled") == cancelled("c1", CANCEL_REASON_REPLACED)
     assert "FL-PARIS" in output_of(seen, "c2_finished")
+    assert flights.finished == ["Paris"]
+
+
+async def test_replace_within_one_response_answers_the_replaced_call_at_once() -> None:
+    """Under `replace`, one response calling the tool twice cancels the first call before
+    it ever ran: core's call is answered with the cancellation (nothing hangs), the
+    second call runs, and nothing of the first is left registered."""
+    gates = Gates()
+    flights = Flights(gates, on_duplicate_call="replace")
+    twice = Reply(
+        tool_calls=[
+            ToolCall("book_flight", {"destination": "Tokyo"}, call_id="c1"),
+            ToolCall("book_flight", {"destination": "Paris"}, call_id="c2"),
+        ]
+    )
+    model = ScriptedLLM(responder=respond_to({"book twice": twice}))
+    agent = TravelAgent(tools=[flights])
+    async with text_session(agent, llm=model) as (session, log):
+        await asyncio.wait_for(session.run(user_input="book twice"), timeout=5)
+        scope = existing_scope(session)
+        assert scope is not None and [c.call_id for c in scope.calls] == ["c2"]
+        gates.open("found", "booked")
+        await log.wait_for(lambda _: any("c2_finished" in h for h in log.heard))
+
+    answered = next(r for r in model.requests if "c1" in r.output_ids())
+    assert output_of(answered, "c1") == cancelled("c1", CANCEL_REASON_REPLACED)
+    assert "c1_cancelled" not in model.requests[-1].output_ids()
     assert flights.finished == ["Paris"]
 
 

@@ -5,8 +5,8 @@ The life of a call, top to bottom:
 1. ``BackgroundCall(...)`` validates the model's arguments (a bad argument is a
    ``ToolError`` the model sees, before anything runs) and builds the
    :class:`~livekit.plugins.asynctools.AsyncRunContext`.
-2. :meth:`BackgroundCall.start` runs the tool in its own task and registers it with its
-   session.
+2. :meth:`BackgroundCall.start` runs the tool in a task of its own and registers the
+   call with its session.
 3. :meth:`BackgroundCall.first_output` is what core's tool call returns: the first
    ``ctx.update()`` (the model answers the user at once), or the tool's result or error
    if it finished without one.
@@ -15,13 +15,21 @@ The life of a call, top to bottom:
    the first output (the speech that answered it is done), so the chat keeps the order
    in which things happened.
 5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended: its
-   result, ``None`` included, its error, or its cancellation.
+   result, ``None`` included, its error, or its cancellation. It is recorded in the
+   tool's own task step, so a last update and the result the tool returns right after it
+   reach the same reply.
+
+A session can run hundreds of calls at once, so a running call holds little besides the
+tool's own frames and its task: no closures, the arguments only until the tool's
+coroutine holds them, the first output's future only until core has received it, and
+the list of held outputs only while an output waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import inspect
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -68,12 +76,14 @@ class BackgroundCall:
         "last_update",
         "_scope",
         "_ctx",
-        "_invoke",
+        "_tool_call",
         "_first_output",
+        "_answer",
         "_updates",
         "_cancel_reason",
         "_task",
         "_held",
+        "_done_callbacks",
     )
 
     def __init__(
@@ -90,15 +100,20 @@ class BackgroundCall:
         self.started_at = time.time()
         self.last_update: str | None = None
         self._scope = scope
-        self._first_output: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # what core's tool call waits for; None once received, and the answer is kept instead
+        self._first_output: asyncio.Future[Any] | None = asyncio.get_running_loop().create_future()
+        self._answer: Any = None
         self._updates = 0
         self._cancel_reason: str | None = None
         self._task: asyncio.Task[None] | None = None
-        # outputs that wait for core to record the first one, so the chat keeps their order
-        self._held: list[_Outcome] | None = []
+        # outputs waiting for core to record the first one (see _deliver), while any wait
+        self._held: list[_Outcome] | None = None
+        # called by _run as the call ends (no closure per call on the task); None after that
+        self._done_callbacks: tuple[Callable[[BackgroundCall], None], ...] | None = ()
         self._ctx: AsyncRunContext[Any] = AsyncRunContext(run_ctx=run_ctx, call=self)
         args, kwargs = _compat.bind_arguments(tool, raw_arguments, self._ctx)
-        self._invoke: Callable[[], Awaitable[Any]] = functools.partial(tool, *args, **kwargs)
+        # the tool's coroutine, not started: it holds the arguments from now on
+        self._tool_call: Awaitable[Any] = tool(*args, **kwargs)
 
     @property
     def call_id(self) -> str:
@@ -117,24 +132,26 @@ class BackgroundCall:
 
     def start(self) -> None:
         """Run the tool in the background and register the call with its session."""
-        self._task = asyncio.create_task(self._run(), name=f"asynctools_{self.function_call.name}")
+        assert self._task is None, "a call is started once"
+        self._task = asyncio.create_task(self._run(), name=_task_name(self.function_call.name))
         # the tool's task acts as the tool call: ctx.speech_handle waits work inside it
         _compat.pass_through_task_info(self._task)
         self._scope.register(self)
 
     async def first_output(self) -> Any:
         """Wait for what the tool call answers now: the first update, result or error."""
-        return await asyncio.shield(self._first_output)
+        if self._first_output is None:
+            return self._answer
+        answer = await asyncio.shield(self._first_output)
+        self._first_output, self._answer = None, answer
+        return answer
 
     def report(self, message: Any) -> None:
         """Record an update from the tool (called by ``ctx.update()``)."""
         self._updates += 1
         self.last_update = message if isinstance(message, str) else None
-        if not self._first_output.done():
+        if self._answer_now(message):
             self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
-            self._first_output.set_result(message)
-            # core records the first output and answers it within this speech
-            self._ctx.speech_handle.add_done_callback(self._release_held)
             return
         entry = f"{self.call_id}_update_{self._updates - 1}"
         self._deliver(entry, message, is_result=False)
@@ -144,44 +161,82 @@ class BackgroundCall:
         """Cancel the call and wait until it stopped; the model is told ``reason``."""
         if self._task is None or self._task.done():
             return
-        self._cancel_reason = reason
+        self.cancel_now(reason)
         await utils.aio.cancel_and_wait(self._task)
 
     def cancel_now(self, reason: str) -> None:
         """Request cancellation without waiting for the call to stop."""
-        if self._task is not None and not self._task.done():
-            self._cancel_reason = reason
-            self._task.cancel()
+        if self._task is None or self._task.done():
+            return
+        self._cancel_reason = reason
+        self._task.cancel()
+        tool_call = self._tool_call
+        if (
+            inspect.iscoroutine(tool_call)
+            and inspect.getcoroutinestate(tool_call) == inspect.CORO_CREATED
+        ):
+            # cancelled before its first step (a `replace` within one response): _run
+            # will never run, so the call's end is recorded here
+            tool_call.close()
+            self._scope.unregister(self)
+            self._end(cancelled=True)
 
     def done(self) -> bool:
         """Whether the call has ended."""
-        return self._task is not None and self._task.done()
+        # its end is recorded (callbacks run inside its last step), or its task is over
+        return self._done_callbacks is None or (self._task is not None and self._task.done())
 
     def add_done_callback(self, callback: Callable[[BackgroundCall], None]) -> None:
         """Call ``callback(self)`` once the call has ended (after :meth:`start`)."""
         assert self._task is not None, "start() the call first"
-        self._task.add_done_callback(lambda _: callback(self))
+        if self._done_callbacks is None:
+            asyncio.get_running_loop().call_soon(callback, self)
+        else:
+            self._done_callbacks += (callback,)
 
     async def _run(self) -> None:
+        # this frame stays suspended as long as the tool runs: it keeps no more than it needs
         try:
-            output = await self._invoke()
+            output = await self._tool_call
         except asyncio.CancelledError:
-            self._record_cancellation()
+            self._end(cancelled=True)
             raise
         except Exception as e:
-            if self._first_output.done():  # before that, core reports it like any tool error
+            if self._answered():  # before that, core reports it like any tool error
                 self._log_failure(e)
             output = e
         finally:
             self._scope.unregister(self)
+        self._end(output)
 
-        if not self._first_output.done():
-            # finished without an update: it was an ordinary tool call after all
-            if isinstance(output, BaseException):
-                self._first_output.set_exception(output)
+    def _end(self, output: Any = None, *, cancelled: bool = False) -> None:
+        try:
+            if cancelled:
+                self._record_cancellation()
             else:
-                self._first_output.set_result(output)
-            return
+                self._record_end(output)
+        finally:
+            callbacks, self._done_callbacks = self._done_callbacks or (), None
+            for callback in callbacks:
+                callback(self)
+
+    def _answered(self) -> bool:
+        return self._first_output is None or self._first_output.done()
+
+    def _answer_now(self, answer: Any, *, error: bool = False) -> bool:
+        """Give core's tool call its answer if it still waits for one; whether it did."""
+        if self._answered():
+            return False
+        assert self._first_output is not None
+        if error:
+            self._first_output.set_exception(answer)
+        else:
+            self._first_output.set_result(answer)
+        return True
+
+    def _record_end(self, output: Any) -> None:
+        if self._answer_now(output, error=isinstance(output, BaseException)):
+            return  # finished without an update: it was an ordinary tool call after all
 
         if isinstance(output, BaseException):
             self._deliver(f"{self.call_id}_finished", None, exception=output)
@@ -199,10 +254,8 @@ class BackgroundCall:
         message = CANCELLED_TEMPLATE.format(
             function_name=self.function_call.name, call_id=self.call_id, reason=reason
         )
-        if not self._first_output.done():
-            # core is still waiting for the call's answer: that answer is the cancellation
-            self._first_output.set_result(message)
-            return
+        if self._answer_now(message):
+            return  # core was still waiting for the call's answer: it is the cancellation
         self._deliver(f"{self.call_id}_cancelled", message)
         self._scope.lifecycle.ended(call_id=self.call_id, status="cancelled", message=None)
 
@@ -217,8 +270,13 @@ class BackgroundCall:
         outcome = _Outcome(call_id, output, exception, is_result)
         if self._held is not None:
             self._held.append(outcome)
-        else:
+        elif self._ctx.speech_handle.done():
             self._submit(outcome)
+        else:
+            # core records the first output when the speech that answered it is done:
+            # until then later outputs wait, so the chat keeps the order things happened in
+            self._held = [outcome]
+            self._ctx.speech_handle.add_done_callback(self._release_held)
 
     def _release_held(self, _: Any) -> None:
         held, self._held = self._held or [], None
@@ -231,7 +289,8 @@ class BackgroundCall:
             call_id=outcome.call_id,
             name=self.function_call.name,
             arguments=self.function_call.arguments,
-            extra=dict(self.function_call.extra),
+            # validation copies the dict: the item never shares it with the model's call
+            extra=self.function_call.extra,
         )
         out = _compat.make_tool_output(
             fnc_call=fnc_call, output=outcome.output, exception=outcome.exception
@@ -264,6 +323,11 @@ class BackgroundCall:
                     "lk.pii.traceback": "".join(traceback.format_exception(e)),
                 },
             )
+
+
+def _task_name(function_name: str) -> str:
+    # one string per tool, shared by all its running calls
+    return sys.intern(f"asynctools_{function_name}")
 
 
 class _Outcome(NamedTuple):

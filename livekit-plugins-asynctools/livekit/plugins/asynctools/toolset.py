@@ -99,6 +99,8 @@ class AsyncToolset(llm.Toolset):
         super().__init__(id=id, tools=[t for t in given if not isinstance(t, AsyncToolset)])
         self._on_duplicate_call: DuplicateMode = on_duplicate_call
         self._calls: set[BackgroundCall] = set()
+        # bound once and shared by every call, rather than a new callback per call
+        self._forget_call = self._calls.discard
         self._own_tools: list[Any] = [
             self._run_in_background(t) if _is_background_tool(t) else t for t in self._tools
         ]
@@ -169,7 +171,7 @@ class AsyncToolset(llm.Toolset):
         )
         call.start()
         self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
+        call.add_done_callback(self._forget_call)
         return await call.first_output()
 
     async def _apply_duplicate_policy(self, scope: Any, name: str, confirmed: bool) -> str | None:
