@@ -89,6 +89,7 @@ __all__ = [
     "add_to_local_chat",
     "provider_session",
     "add_to_provider",
+    "missing_from_provider",
     "ToolLifecycle",
 ]
 
@@ -146,14 +147,9 @@ class SessionClosing(Exception):
 
 
 async def wait_for_core_idle(session: AgentSession[Any]) -> None:
-    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU,
-    and no reply waiting on its tools.
+    """Core's own idle wait: no speech scheduled or playing, user silent, no pending EOU.
 
-    Core counts the agent as idle while the tools of a reply run (every release keeps
-    such replies aside, in ``AgentActivity._background_speeches``), although the reply
-    goes on once they return: a deferred reply started then would answer before the
-    user's own turn is answered. So those replies are waited for too. Follows agent
-    handoffs (1.6+ raises when the activity it waits on closes).
+    Follows agent handoffs (1.6+ raises when the activity it waits on closes).
 
     Raises:
         SessionClosing: The session is shutting down.
@@ -173,17 +169,7 @@ async def wait_for_core_idle(session: AgentSession[Any]) -> None:
             # an agent handoff closed the activity we waited on: wait for the next one
             await wait_for_handoff(session)
             continue
-        running_tools = _replies_running_tools(session)
-        if not running_tools:
-            return
-        for speech in running_tools:
-            await speech.wait_for_playout()
-
-
-def _replies_running_tools(session: AgentSession[Any]) -> list[Any]:
-    activity = getattr(session, "_activity", None)
-    speeches = getattr(activity, "_background_speeches", ())
-    return [s for s in speeches if not s.done()]
+        return
 
 
 async def wait_for_handoff(session: AgentSession[Any]) -> bool:
@@ -212,8 +198,8 @@ def add_to_local_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem])
     Both are extended in place, as core does with its own tool outputs: the cost does
     not grow with the history, and the next reply sees the items.
     """
-    session.current_agent._chat_ctx.insert(list(items))
-    session.history.insert(list(items))
+    session.current_agent._chat_ctx.insert(items)
+    session.history.insert(items)
 
 
 def provider_session(session: AgentSession[Any]) -> llm.RealtimeSession[Any] | None:
@@ -230,6 +216,16 @@ async def add_to_provider(
     See :class:`_RemoteConversationPlus`.
     """
     await rt_session.update_chat_ctx(_RemoteConversationPlus(rt_session, items))
+
+
+def missing_from_provider(
+    rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]
+) -> list[llm.ChatItem]:
+    """The ``items`` a realtime model's conversation does not hold (any more)."""
+    if not items:
+        return []
+    remote = {item.id for item in rt_session.chat_ctx.items}
+    return [item for item in items if item.id not in remote]
 
 
 class _RemoteConversationPlus(llm.ChatContext):

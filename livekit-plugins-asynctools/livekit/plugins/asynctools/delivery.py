@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from livekit.agents import AgentSession
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """One update or result of a background call, on its way to the user.
 
@@ -75,15 +75,11 @@ class DeliveryCoordinator:
         """Queue ``delivery``: add it to the chat now, speak it when the conversation is free."""
         if self._closed:
             # the session is gone: keep the record in the history, there is no one to tell
-            self._session.history.insert(list(delivery.items))
+            self._session.history.insert(delivery.items)
             return
         _compat.add_to_local_chat(self._session, delivery.items)
         if (rt_session := _compat.provider_session(self._session)) is not None:
-            self._to_send.extend(delivery.items)
-            if self._send_task is None or self._send_task.done():
-                self._send_task = asyncio.create_task(
-                    self._send_to_provider(rt_session), name="asynctools_send"
-                )
+            self._send(rt_session, delivery.items)
         self._to_speak.append(delivery)
         if self._speak_task is None or self._speak_task.done():
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
@@ -95,6 +91,13 @@ class DeliveryCoordinator:
         for task in (self._send_task, self._speak_task):
             if task is not None:
                 task.cancel()
+
+    def _send(self, rt_session: Any, items: Sequence[llm.ChatItem]) -> None:
+        self._to_send.extend(items)
+        if self._send_task is None or self._send_task.done():
+            self._send_task = asyncio.create_task(
+                self._send_to_provider(rt_session), name="asynctools_send"
+            )
 
     @utils.log_exceptions(logger=logger)
     async def _send_to_provider(self, rt_session: Any) -> None:
@@ -108,6 +111,7 @@ class DeliveryCoordinator:
     @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
         # runs while something is pending, so an idle session holds no task of ours
+        resent: set[str] = set()
         while self._to_speak and not self._closed:
             try:
                 await self._floor.wait_until_free()
@@ -117,7 +121,19 @@ class DeliveryCoordinator:
                 # the realtime model must have the outputs before it is asked about them
                 await asyncio.wait([self._send_task])
                 continue
+            if missing := self._lost_by_provider(resent):
+                # core answers a tool call by updating the provider's conversation from a
+                # copy taken before our outputs landed, which deletes them: add them again
+                logger.debug(
+                    "background tool outputs were removed from the realtime model, adding again",
+                    extra={"item_ids": [item.id for item in missing]},
+                )
+                resent.update(item.id for item in missing)
+                rt_session = _compat.provider_session(self._session)
+                self._send(rt_session, missing)
+                continue
             # nothing may be awaited between the floor being free and the reply being queued
+            resent.clear()
             batch, self._to_speak = self._to_speak, []
             handle = self._ask_for_reply(batch)
             if handle is None:
@@ -129,6 +145,14 @@ class DeliveryCoordinator:
                     extra={"call_ids": [d.call_id for d in batch]},
                 )
                 self._to_speak[:0] = batch
+
+    def _lost_by_provider(self, resent: set[str]) -> list[llm.ChatItem]:
+        """Pending outputs the realtime model's conversation lacks (once per item)."""
+        rt_session = _compat.provider_session(self._session)
+        if rt_session is None:
+            return []
+        pending = [item for d in self._to_speak for item in d.items if item.id not in resent]
+        return _compat.missing_from_provider(rt_session, pending)
 
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
         call_ids = [d.call_id for d in batch]
