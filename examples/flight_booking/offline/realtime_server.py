@@ -435,25 +435,13 @@ class _RealtimeSession:
 
     async def on_item_delete(self, event: Event) -> None:
         item_id = event.get("item_id")
-        item = self.find(item_id)
-        if item is None:
-            raise ClientError(
-                f"Error deleting item: the item with id '{item_id}' does not exist.",
-                code="item_delete_invalid_item_id",
-                param="item_id",
-            )
+        item = self.existing(item_id, "delete")
         self.items.remove(item)
         await self.send("conversation.item.deleted", item_id=item_id)
 
     async def on_item_truncate(self, event: Event) -> None:
         item_id = event.get("item_id")
-        item = self.find(item_id)
-        if item is None:
-            raise ClientError(
-                f"Error truncating item: the item with id '{item_id}' does not exist.",
-                code="item_truncate_invalid_item_id",
-                param="item_id",
-            )
+        item = self.existing(item_id, "truncate")
         part = (item.get("content") or [{}])[0]
         if item.get("role") != "assistant" or part.get("type") != "output_audio":
             raise ClientError(
@@ -477,13 +465,7 @@ class _RealtimeSession:
         )
 
     async def on_item_retrieve(self, event: Event) -> None:
-        item = self.find(event.get("item_id"))
-        if item is None:
-            raise ClientError(
-                f"Error retrieving item: the item with id '{event.get('item_id')}' does not exist.",
-                code="item_retrieve_invalid_item_id",
-                param="item_id",
-            )
+        item = self.existing(event.get("item_id"), "retrieve")
         await self.send("conversation.item.retrieved", item=_public(item))
 
     async def on_response_create(self, event: Event) -> None:
@@ -549,6 +531,18 @@ class _RealtimeSession:
 
     def find(self, item_id: Any) -> Item | None:
         return next((i for i in self.items if i["id"] == item_id), None)
+
+    def existing(self, item_id: Any, action: str) -> Item:
+        """The item with ``item_id``, or the error OpenAI sends to ``action`` an unknown one."""
+        item = self.find(item_id)
+        if item is None:
+            raise ClientError(
+                f"Error {action.removesuffix('e')}ing item: the item with id '{item_id}' "
+                "does not exist.",
+                code=f"item_{action}_invalid_item_id",
+                param="item_id",
+            )
+        return item
 
     def insert(self, item: Item, previous_item_id: Any) -> str | None:
         """Insert ``item`` after ``previous_item_id`` (None: at the end; ``root``: first)."""
