@@ -9,9 +9,11 @@ test checks what the user heard and what the model was sent, in order.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -388,3 +390,28 @@ async def test_the_demo_conversation_reaches_its_outcome_in_realtime_mode() -> N
     ]
     positions = [next((i for i, a in enumerate(agent_lines) if a.startswith(o)), -1) for o in order]
     assert -1 not in positions and positions == sorted(positions), transcript.lines
+
+
+async def test_closing_while_a_result_reaches_the_model_loses_nothing_and_logs_nothing(
+    sockets: list[Any],
+) -> None:
+    """The session closes while the plugin is adding a progress update to the model's
+    conversation: it closes at once, the history keeps the update and the cancellation
+    of the call, and nothing is left running or logged as an error (cancelling that
+    update inside the provider plugin used to leave a failed future asyncio logs)."""
+    async with realtime_agent(sockets) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        for _ in range(3):
+            await asyncio.sleep(0)  # the update is on its way to the model, not acknowledged
+        closing = time.monotonic()
+    closed_in = time.monotonic() - closing
+    gc.collect()  # an unretrieved failed future is logged when it is collected
+    await asyncio.sleep(0.1)
+    gc.collect()
+
+    flight = run.call_id("search_and_book_flight")
+    outputs = [i.call_id for i in run.session.history.items if i.type == "function_call_output"]
+    assert outputs == [flight, f"{flight}_update_1", f"{flight}_cancelled"]
+    assert closed_in < 1.0

@@ -90,6 +90,7 @@ __all__ = [
     "provider_session",
     "add_to_provider",
     "missing_from_provider",
+    "release_provider_update",
     "ToolLifecycle",
 ]
 
@@ -216,6 +217,36 @@ async def add_to_provider(
     See :class:`_RemoteConversationPlus`.
     """
     await rt_session.update_chat_ctx(_RemoteConversationPlus(rt_session, items))
+
+
+_PROVIDER_ACKNOWLEDGEMENTS = (
+    "_item_create_future",
+    "_item_delete_future",
+    "_chat_ctx_event_futures",
+)
+
+
+def release_provider_update(rt_session: llm.RealtimeSession[Any]) -> bool:
+    """Let an ``update_chat_ctx`` in flight return now, on a realtime session that closed.
+
+    The update waits until the provider acknowledges each item, which a closed connection
+    never does (the OpenAI plugin gives up after 5 s). Cancelling the wait instead leaves a
+    failed gather future nobody retrieves, which asyncio logs as an error (Python 3.11).
+    The OpenAI plugin keeps those acknowledgements in futures; they are resolved here.
+    Returns False for a provider that keeps none: then the update is to be cancelled.
+    """
+    pending = [
+        fut
+        for name in _PROVIDER_ACKNOWLEDGEMENTS
+        for fut in (getattr(rt_session, name, None) or {}).values()
+        if isinstance(fut, asyncio.Future)
+    ]
+    if not any(hasattr(rt_session, name) for name in _PROVIDER_ACKNOWLEDGEMENTS):
+        return False
+    for fut in pending:
+        if not fut.done():
+            fut.set_result(None)
+    return True
 
 
 def missing_from_provider(

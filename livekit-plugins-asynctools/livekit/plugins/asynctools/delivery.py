@@ -63,6 +63,7 @@ class DeliveryCoordinator:
         self._to_send: list[llm.ChatItem] = []
         self._to_speak: list[Delivery] = []
         self._send_task: asyncio.Task[None] | None = None
+        self._sending_to: Any = None
         self._speak_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -88,13 +89,18 @@ class DeliveryCoordinator:
         """Stop delivering at once; what is pending stays in the chat history only."""
         self._closed = True
         self._floor.close()
-        for task in (self._send_task, self._speak_task):
-            if task is not None:
-                task.cancel()
+        self._to_send.clear()
+        if self._speak_task is not None:
+            self._speak_task.cancel()
+        sending = self._send_task is not None and not self._send_task.done()
+        if sending and not _compat.release_provider_update(self._sending_to):
+            assert self._send_task is not None
+            self._send_task.cancel()
 
     def _send(self, rt_session: Any, items: Sequence[llm.ChatItem]) -> None:
         self._to_send.extend(items)
         if self._send_task is None or self._send_task.done():
+            self._sending_to = rt_session
             self._send_task = asyncio.create_task(
                 self._send_to_provider(rt_session), name="asynctools_send"
             )
@@ -106,7 +112,10 @@ class DeliveryCoordinator:
             try:
                 await _compat.add_to_provider(rt_session, batch)
             except Exception:
-                logger.exception("failed to add background tool output to the realtime model")
+                if self._closed:  # the session closed meanwhile: nobody is left to tell
+                    logger.debug("realtime model closed before it had the tool outputs")
+                else:
+                    logger.exception("failed to add background tool output to the realtime model")
 
     @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
