@@ -17,6 +17,12 @@ Differences handled here:
 - Core tool lifecycle events (``tool_execution_updated``, 1.6+; emitted through
   ``AgentSession._tool_execution_updated`` from 1.7): a background call's real progress
   and end are reported through them.
+
+And the private corners of core and of the realtime provider plugins the plugin relies
+on, in one place: the agent's chat context and the provider session of the current
+activity (:func:`add_to_local_chat`, :func:`provider_session`), the handoff task
+(:func:`wait_for_handoff`), and the acknowledgements an OpenAI realtime update waits for
+(:func:`release_provider_update`).
 """
 
 from __future__ import annotations
