@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,9 @@ def _agent_lines(transcript: Transcript) -> list[str]:
     return [line.split("agent  ", 1)[1] for line in transcript.lines if " agent  " in line]
 
 
-async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_clients() -> None:
+async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_clients(
+    sockets: list[Any],
+) -> None:
     """Spoken lines, heard by Silero VAD and transcribed by the OpenAI STT client: booking,
     a hotel at the same time, a refused duplicate, the task list and a cancellation. The
     user hears each step in order, and every request stayed local."""
@@ -71,9 +74,12 @@ async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_
             assert line.removesuffix(" (interrupted)") in agent_lines[i + 1 :], transcript.lines
     assert all(r.path.startswith("/v1/") for r in server.requests)
     assert server.base_url.startswith("http://127.0.0.1:")
+    assert sockets and {address[0] for address in sockets} == {"127.0.0.1"}
 
 
-async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards() -> None:
+async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards(
+    sockets: list[Any],
+) -> None:
     """The user speaks over the reply that gives the flight search's progress: that reply
     is cut off, the user's question is answered, then the progress is given again in full."""
     question = "What's running?"
@@ -122,6 +128,7 @@ async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards
     ]
     assert len(asked) == 2
     assert all("_update_1" in str(r.body["messages"][-1]["content"]) for r in asked)
+    assert sockets and {address[0] for address in sockets} == {"127.0.0.1"}
 
 
 async def test_the_backend_is_deterministic() -> None:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
 sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
 
@@ -124,28 +122,6 @@ def _named_ids(instructions: str | None) -> list[str]:
     """The call ids a results reply's instructions name."""
     found = re.search(r"call_ids: \[(.*?)\]", instructions or "")
     return re.findall(r"'([^']+)'", found.group(1)) if found else []
-
-
-@pytest.fixture
-async def sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address a socket of this test connects to."""
-    loop = asyncio.get_running_loop()
-    addresses: list[Any] = []
-    sock_connect = loop.sock_connect
-    create_connection = loop.create_connection
-
-    async def recording_sock_connect(sock: Any, address: Any) -> None:
-        addresses.append(address)
-        await sock_connect(sock, address)
-
-    async def recording_create_connection(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("host") or (len(args) > 1 and args[1]):
-            addresses.append((kwargs.get("host") or args[1], kwargs.get("port")))
-        return await create_connection(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "sock_connect", recording_sock_connect)
-    monkeypatch.setattr(loop, "create_connection", recording_create_connection)
-    return addresses
 
 
 @asynccontextmanager
