@@ -101,16 +101,14 @@ class DeliveryCoordinator:
         self._to_send.extend(items)
         if self._send_task is None or self._send_task.done():
             self._sending_to = rt_session
-            self._send_task = asyncio.create_task(
-                self._send_to_provider(rt_session), name="asynctools_send"
-            )
+            self._send_task = asyncio.create_task(self._send_to_provider(), name="asynctools_send")
 
     @utils.log_exceptions(logger=logger)
-    async def _send_to_provider(self, rt_session: Any) -> None:
+    async def _send_to_provider(self) -> None:
         while self._to_send:
             batch, self._to_send = self._to_send, []
             try:
-                await _compat.add_to_provider(rt_session, batch)
+                await _compat.add_to_provider(self._sending_to, batch)
             except Exception:
                 if self._closed:  # the session closed meanwhile: nobody is left to tell
                     logger.debug("realtime model closed before it had the tool outputs")
@@ -130,7 +128,8 @@ class DeliveryCoordinator:
                 # the realtime model must have the outputs before it is asked about them
                 await asyncio.wait([self._send_task])
                 continue
-            if missing := self._lost_by_provider(resent):
+            rt_session = _compat.provider_session(self._session)
+            if rt_session is not None and (missing := self._lost_by(rt_session, resent)):
                 # core answers a tool call by updating the provider's conversation from a
                 # copy taken before our outputs landed, which deletes them: add them again
                 logger.debug(
@@ -138,7 +137,6 @@ class DeliveryCoordinator:
                     extra={"item_ids": [item.id for item in missing]},
                 )
                 resent.update(item.id for item in missing)
-                rt_session = _compat.provider_session(self._session)
                 self._send(rt_session, missing)
                 continue
             # nothing may be awaited between the floor being free and the reply being queued
@@ -155,11 +153,8 @@ class DeliveryCoordinator:
                 )
                 self._to_speak[:0] = batch
 
-    def _lost_by_provider(self, resent: set[str]) -> list[llm.ChatItem]:
+    def _lost_by(self, rt_session: Any, resent: set[str]) -> list[llm.ChatItem]:
         """Pending outputs the realtime model's conversation lacks (once per item)."""
-        rt_session = _compat.provider_session(self._session)
-        if rt_session is None:
-            return []
         pending = [item for d in self._to_speak for item in d.items if item.id not in resent]
         return _compat.missing_from_provider(rt_session, pending)
 
