@@ -17,17 +17,18 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
 sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
 
-from agent import FlightAgent, build_session  # noqa: E402
-from demo import USER_LINES, Transcript, _until, _watch, run_pipeline  # noqa: E402
+from agent import FlightAgent  # noqa: E402
+from demo import (  # noqa: E402
+    USER_LINES,
+    Transcript,
+    _until,
+    pipeline_session,
+    run_pipeline,
+    speak_into,
+)
 from flights import TravelBackend  # noqa: E402
 from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import flight_scenario  # noqa: E402
-from user_voice import speak  # noqa: E402
-
-from livekit.plugins.asynctools.testing.audio import (  # noqa: E402
-    RealTimeSpeaker,
-    ScriptedMicrophone,
-)
 
 
 def _agent_lines(transcript: Transcript) -> list[str]:
@@ -86,20 +87,12 @@ async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards
     # slow enough speech that core's echo-cancellation warm-up (the first 3 s the agent
     # speaks, when the user can not interrupt) is over before the user barges in
     async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.04)) as server:
-        for line in (USER_LINES[0], question):
-            voice = speak(line)
-            server.scenario.speech.learn(line, voice.pcm, voice.sample_rate)
-        backend = TravelBackend(search_latency=0.5, booking_latency=60, hotel_latency=60)
-        session = build_session(mode="pipeline", base_url=server.base_url, api_key="offline")
-        microphone = ScriptedMicrophone()
-        session.input.audio = microphone
-        session.output.audio = RealTimeSpeaker()
         transcript = Transcript()
-        _watch(session, transcript)
+        session, microphone = pipeline_session(server, transcript, lines=[USER_LINES[0], question])
+        backend = TravelBackend(search_latency=0.5, booking_latency=60, hotel_latency=60)
         await session.start(FlightAgent(backend=backend))
         try:
-            voice = speak(USER_LINES[0])
-            await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+            await speak_into(microphone, USER_LINES[0])
             await _until(lambda: len(_agent_lines(transcript)) == 1, timeout=15)
 
             def progress_being_spoken() -> bool:
@@ -109,8 +102,7 @@ async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards
                 )
 
             await _until(progress_being_spoken, timeout=10)
-            voice = speak(question)
-            await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+            await speak_into(microphone, question)
             await _until(lambda: len(_agent_lines(transcript)) >= 4, timeout=15)
         finally:
             await session.aclose()

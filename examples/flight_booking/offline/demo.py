@@ -101,19 +101,13 @@ async def run_pipeline(
     backend = TravelBackend(
         search_latency=4.0, booking_latency=8.0, hotel_latency=30.0, speed=speed
     )
-    session = build_session(mode="pipeline", base_url=server.base_url, api_key="offline", vad=vad)
-    microphone = ScriptedMicrophone()
-    session.input.audio = microphone
-    session.output.audio = RealTimeSpeaker()
-    _watch(session, transcript)
-    for line in [*USER_LINES, CANCEL_LINE]:
-        voice = speak(line)
-        server.scenario.speech.learn(line, voice.pcm, voice.sample_rate)
+    session, microphone = pipeline_session(
+        server, transcript, lines=[*USER_LINES, CANCEL_LINE], vad=vad
+    )
 
     async def say(line: str) -> None:
         transcript.add("user", line)
-        voice = speak(line)
-        await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
+        await speak_into(microphone, line)
         await _until(
             lambda: session.agent_state == "listening" and _answered(session, line), timeout=15
         )
@@ -123,6 +117,30 @@ async def run_pipeline(
     if unanswered := [r for r in server.requests if r.rule is None and "completions" in r.path]:
         problems.append(f"{len(unanswered)} chat requests matched no rule")
     return problems
+
+
+def pipeline_session(
+    server: LocalOpenAIServer, transcript: Transcript, *, lines: list[str], vad: Any = None
+) -> tuple[Any, ScriptedMicrophone]:
+    """The agent's pipeline session on ``server``, its microphone and speaker simulated.
+
+    The server learns to transcribe the speech of ``lines``; the session is not started.
+    """
+    session = build_session(mode="pipeline", base_url=server.base_url, api_key="offline", vad=vad)
+    microphone = ScriptedMicrophone()
+    session.input.audio = microphone
+    session.output.audio = RealTimeSpeaker()
+    _watch(session, transcript)
+    for line in lines:
+        voice = speak(line)
+        server.scenario.speech.learn(line, voice.pcm, voice.sample_rate)
+    return session, microphone
+
+
+async def speak_into(microphone: ScriptedMicrophone, line: str) -> None:
+    """Say ``line`` into the microphone; returns once it has been spoken."""
+    voice = speak(line)
+    await microphone.say(voice.pcm, sample_rate=voice.sample_rate)
 
 
 async def run_realtime(

@@ -241,17 +241,13 @@ def release_provider_update(rt_session: llm.RealtimeSession[Any]) -> bool:
     The OpenAI plugin keeps those acknowledgements in futures; they are resolved here.
     Returns False for a provider that keeps none: then the update is to be cancelled.
     """
-    pending = [
-        fut
-        for name in _PROVIDER_ACKNOWLEDGEMENTS
-        for fut in (getattr(rt_session, name, None) or {}).values()
-        if isinstance(fut, asyncio.Future)
-    ]
-    if not any(hasattr(rt_session, name) for name in _PROVIDER_ACKNOWLEDGEMENTS):
+    kept = [getattr(rt_session, n) for n in _PROVIDER_ACKNOWLEDGEMENTS if hasattr(rt_session, n)]
+    if not kept:
         return False
-    for fut in pending:
-        if not fut.done():
-            fut.set_result(None)
+    for futures in kept:
+        for fut in list(futures.values()):
+            if isinstance(fut, asyncio.Future) and not fut.done():
+                fut.set_result(None)
     return True
 
 
