@@ -28,47 +28,99 @@ See https://github.com/livekit/agents for more information.
 from livekit.agents import Plugin
 
 from .background import BackgroundCall
-from .context import AsyncRunContext
-from .delivery import Delivery, DeliveryCoordinator
+from .context import AsyncRunContext, BackgroundResult
+from .delivery import RECEIPT_KEY, Delivery, DeliveryCoordinator
+from .events import (
+    DeliveryMode,
+    Progress,
+    ReplyEvent,
+    TaskEnded,
+    TaskEvents,
+    TaskStarted,
+    TaskStatus,
+    TaskUpdated,
+    task_events,
+)
 from .log import logger
 from .management import cancel_task, get_running_tasks
+from .policy import DEFAULT_FILLER, DuplicateMode, DuplicateScope, Filler, ToolPolicy, tool_policy
 from .templates import (
+    ASK_INSTRUCTIONS,
     CANCEL_REASON_CLOSED,
     CANCEL_REASON_REPLACED,
     CANCEL_REASON_REQUESTED,
     CANCEL_REASON_SESSION_ENDED,
+    CANCEL_REFUSED,
+    CANCEL_TASK_DESCRIPTION,
     CANCELLED_TEMPLATE,
     COMPLETED_WITHOUT_RESULT,
     CONFIRM_DUPLICATE_PARAM,
     DUPLICATE_CONFIRM,
     DUPLICATE_REJECT,
+    FILLER_INSTRUCTIONS,
+    FILLER_LINE_INSTRUCTIONS,
+    GET_RUNNING_TASKS_DESCRIPTION,
     NO_RUNNING_TASKS,
+    NOT_HEARD_RECORD,
     REPLY_INSTRUCTIONS,
+    REPLY_INTERRUPTED_NOTE,
+    STILL_RUNNING_TEMPLATE,
+    TIMED_OUT_TEMPLATE,
     UPDATE_TEMPLATE,
+    Templates,
+    set_templates,
 )
-from .toolset import AsyncToolset, DuplicateMode
+from .toolset import AsyncToolset
 from .version import __version__
 
 __all__ = [
     "AsyncToolset",
     "AsyncRunContext",
+    "BackgroundResult",
+    "DeliveryMode",
+    "Progress",
     "DuplicateMode",
+    "DuplicateScope",
+    "Filler",
+    "DEFAULT_FILLER",
+    "ToolPolicy",
+    "tool_policy",
+    "Templates",
+    "set_templates",
+    "TaskEvents",
+    "task_events",
+    "TaskStarted",
+    "TaskUpdated",
+    "TaskEnded",
+    "TaskStatus",
+    "ReplyEvent",
     "BackgroundCall",
     "Delivery",
     "DeliveryCoordinator",
+    "RECEIPT_KEY",
     "get_running_tasks",
     "cancel_task",
     "UPDATE_TEMPLATE",
     "COMPLETED_WITHOUT_RESULT",
     "CANCELLED_TEMPLATE",
+    "TIMED_OUT_TEMPLATE",
+    "STILL_RUNNING_TEMPLATE",
+    "FILLER_INSTRUCTIONS",
+    "FILLER_LINE_INSTRUCTIONS",
+    "ASK_INSTRUCTIONS",
     "CANCEL_REASON_REQUESTED",
     "CANCEL_REASON_REPLACED",
     "CANCEL_REASON_CLOSED",
     "CANCEL_REASON_SESSION_ENDED",
+    "CANCEL_REFUSED",
     "DUPLICATE_REJECT",
     "DUPLICATE_CONFIRM",
     "REPLY_INSTRUCTIONS",
+    "REPLY_INTERRUPTED_NOTE",
+    "NOT_HEARD_RECORD",
     "NO_RUNNING_TASKS",
+    "GET_RUNNING_TASKS_DESCRIPTION",
+    "CANCEL_TASK_DESCRIPTION",
     "CONFIRM_DUPLICATE_PARAM",
     "__version__",
 ]

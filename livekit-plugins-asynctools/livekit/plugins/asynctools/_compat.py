@@ -98,7 +98,23 @@ __all__ = [
     "missing_from_provider",
     "release_provider_update",
     "ToolLifecycle",
+    "silent_tool_answer",
 ]
+
+
+def silent_tool_answer(message: Any) -> tuple[Any, bool]:
+    """What a tool call returns so that core records ``message`` without a reply.
+
+    Returns the answer and whether ``message`` must still be recorded separately: 1.8's
+    ``ToolResult(reply_required=False)`` carries it; earlier releases only skip the reply
+    for a tool that returns nothing, so the message follows as a silent output.
+    """
+    tool_result = getattr(llm, "ToolResult", None)
+    if tool_result is not None and "reply_required" in getattr(
+        tool_result, "__dataclass_fields__", {}
+    ):
+        return tool_result(message, reply_required=False), False
+    return None, True
 
 
 def bind_arguments(
@@ -283,6 +299,14 @@ class _RemoteConversationPlus(llm.ChatContext):
         return current.copy(**kwargs)
 
 
+_CORE_REPLY_STATUS = {
+    "scheduled": "scheduled",
+    "heard": "completed",
+    "interrupted": "interrupted",
+    "not_given": "skipped",
+}
+
+
 class ToolLifecycle:
     """Reports a background call's progress and end through core's tool events (1.6+).
 
@@ -294,6 +318,7 @@ class ToolLifecycle:
 
     def __init__(self, session: AgentSession[Any]) -> None:
         self._session = session
+        self._events: Any = None
         # 1.7+ routes these events through a session hook (it restarts the away timer)
         self._emit = getattr(session, "_tool_execution_updated", None) or (
             lambda ev: session.emit("tool_execution_updated", ev)
@@ -310,11 +335,23 @@ class ToolLifecycle:
         ):
             self._emit = None
 
-    def updated(self, *, entry_id: str, call_id: str, message: str) -> None:
-        """A progress update after the first one."""
+    def updated(self, *, entry_id: str, call_id: str, message: str, silent: bool) -> None:
+        """A progress update after the first one (``silent`` where core knows it, 1.8)."""
         if self._emit is None:
             return
-        update = self._events.ToolCallUpdated(id=entry_id, call_id=call_id, message=message)
+        fields: dict[str, Any] = {"id": entry_id, "call_id": call_id, "message": message}
+        if "silent" in self._events.ToolCallUpdated.model_fields:
+            fields["silent"] = silent
+        update = self._events.ToolCallUpdated(**fields)
+        self._emit(self._events.ToolExecutionUpdatedEvent(update=update))
+
+    def reply(self, *, update_ids: list[str], status: str, speech_id: str) -> None:
+        """A deferred reply's progress, where core has an event for it (1.8)."""
+        reply_event = getattr(self._events, "ToolReplyUpdated", None) if self._emit else None
+        if reply_event is None or self._emit is None:
+            return
+        core_status = _CORE_REPLY_STATUS[status]
+        update = reply_event(update_ids=update_ids, status=core_status, speech_id=speech_id)
         self._emit(self._events.ToolExecutionUpdatedEvent(update=update))
 
     def ended(

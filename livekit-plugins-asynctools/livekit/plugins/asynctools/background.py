@@ -15,9 +15,13 @@ The life of a call, top to bottom:
    the first output (the speech that answered it is done), so the chat keeps the order
    in which things happened.
 5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended: its
-   result, ``None`` included, its error, or its cancellation. It is recorded in the
-   tool's own task step, so a last update and the result the tool returns right after it
-   reach the same reply.
+   result, ``None`` included, its error, its cancellation, or its timeout. It is
+   recorded in the tool's own task step, so a last update and the result the tool
+   returns right after it reach the same reply.
+
+Each output carries its delivery mode (``idle``, ``silent``, ``now``) to the session's
+:class:`~livekit.plugins.asynctools.delivery.DeliveryCoordinator`; every text the model
+gets is rendered from the most specific template set for the call (:meth:`text`).
 
 A session can run hundreds of calls at once, so a running call holds little besides the
 tool's own frames and its task: no closures, the arguments only until the tool's
@@ -38,12 +42,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from livekit.agents import llm, utils
 
 from . import _compat
-from .context import AsyncRunContext
+from .context import AsyncRunContext, BackgroundResult
 from .delivery import Delivery
+from .events import NO_PROGRESS, DeliveryMode, Progress, TaskEnded, TaskStarted, TaskUpdated
 from .log import logger
-from .templates import CANCEL_REASON_SESSION_ENDED, CANCELLED_TEMPLATE, COMPLETED_WITHOUT_RESULT
+from .templates import CANCEL_REASON_SESSION_ENDED, render, resolve, templates_of
 
 if TYPE_CHECKING:
+    from .events import TaskEvents, TaskStatus
+    from .policy import EffectivePolicy
     from .session_scope import SessionScope
 
 
@@ -58,6 +65,8 @@ class BackgroundCall:
         raw_arguments: The model's arguments, already parsed from JSON.
         toolset_id: Id of the toolset that runs the call.
         scope: The session scope the call belongs to.
+        policy: The tool's effective policy (timeouts, filler, templates...).
+        toolset_events: The toolset's event emitter, if it has one.
 
     Raises:
         ToolError: The arguments do not validate; core tells the model why.
@@ -67,6 +76,8 @@ class BackgroundCall:
         toolset_id: Id of the :class:`~livekit.plugins.asynctools.AsyncToolset` running it.
         started_at: Wall-clock start time (``time.time()``).
         last_update: The last progress message sent as a string, if any.
+        progress: The structured progress of the last update that gave any.
+        policy: The tool's effective policy.
     """
 
     __slots__ = (
@@ -74,6 +85,12 @@ class BackgroundCall:
         "toolset_id",
         "started_at",
         "last_update",
+        "progress",
+        "policy",
+        "_toolset_events",
+        "_last_heard",
+        "_timers",
+        "_timed_out",
         "_scope",
         "_ctx",
         "_tool_call",
@@ -94,11 +111,20 @@ class BackgroundCall:
         raw_arguments: dict[str, Any],
         toolset_id: str,
         scope: SessionScope,
+        policy: EffectivePolicy,
+        toolset_events: TaskEvents | None = None,
     ) -> None:
         self.function_call = run_ctx.function_call
         self.toolset_id = toolset_id
         self.started_at = time.time()
         self.last_update: str | None = None
+        self.progress: Progress = NO_PROGRESS
+        self.policy = policy
+        self._toolset_events = toolset_events
+        # whether the user heard the last update after the first: None until it is known
+        self._last_heard: bool | None = None
+        self._timers: tuple[asyncio.TimerHandle, ...] = ()
+        self._timed_out = False
         self._scope = scope
         # what core's tool call waits for; None once received, and the answer is kept instead
         self._first_output: asyncio.Future[Any] | None = asyncio.get_running_loop().create_future()
@@ -121,6 +147,16 @@ class BackgroundCall:
         return self.function_call.call_id
 
     @property
+    def scope(self) -> SessionScope:
+        """The session scope the call belongs to."""
+        return self._scope
+
+    @property
+    def toolset_events(self) -> TaskEvents | None:
+        """The lifecycle events of the toolset running the call."""
+        return self._toolset_events
+
+    @property
     def ctx(self) -> AsyncRunContext[Any]:
         """The run context the tool received."""
         return self._ctx
@@ -130,6 +166,18 @@ class BackgroundCall:
         """How many updates the tool has sent, the first one included."""
         return self._updates
 
+    @property
+    def last_update_heard(self) -> bool | None:
+        """Whether the user heard the last update in full; None while that is not known.
+
+        A silent update is never heard; one whose reply was interrupted was not heard.
+        """
+        if self._updates == 1 and self._last_heard is None:
+            # the first update is heard with the speech that answered the call
+            speech = self._ctx.speech_handle
+            return (not speech.interrupted) if speech.done() else None
+        return self._last_heard
+
     def start(self) -> None:
         """Run the tool in the background and register the call with its session."""
         assert self._task is None, "a call is started once"
@@ -137,6 +185,40 @@ class BackgroundCall:
         # the tool's task acts as the tool call: ctx.speech_handle waits work inside it
         _compat.pass_through_task_info(self._task)
         self._scope.register(self)
+        policy, loop = self.policy, asyncio.get_running_loop()
+        if policy.timeout is not None or policy.soft_deadline is not None:
+            timers = []
+            if policy.timeout is not None:
+                timers.append(loop.call_later(policy.timeout, self._time_out))
+            if policy.soft_deadline is not None:
+                timers.append(loop.call_later(policy.soft_deadline, self._soft_deadline))
+            self._timers = tuple(timers)
+        if policy.filler is not None:
+            self._scope.delivery.fillers.track(self, policy.filler)
+        self._scope.lifecycle.started(
+            TaskStarted(
+                call_id=self.call_id,
+                function_name=self.function_call.name,
+                toolset_id=self.toolset_id,
+                arguments=self.function_call.arguments,
+            ),
+            self._toolset_events,
+        )
+
+    def text(self, name: str, **args: Any) -> str:
+        """The text ``name`` for this call, from the most specific template set.
+
+        Call, tool, toolset, current agent, session, then the module default.
+        """
+        session = self._ctx.session
+        layers = (
+            templates_of(self._ctx),
+            self.policy.tool_templates,
+            self.policy.toolset_templates,
+            templates_of(session.current_agent),
+            templates_of(session),
+        )
+        return render(resolve(name, layers), args)
 
     async def first_output(self) -> Any:
         """Wait for what the tool call answers now: the first update, result or error."""
@@ -146,16 +228,59 @@ class BackgroundCall:
         self._first_output, self._answer = None, answer
         return answer
 
-    def report(self, message: Any) -> None:
-        """Record an update from the tool (called by ``ctx.update()``)."""
+    def report(
+        self,
+        message: Any,
+        *,
+        raw_message: str,
+        delivery: DeliveryMode = "idle",
+        progress: Progress | None = None,
+    ) -> None:
+        """Record an update from the tool (called by ``ctx.update()``).
+
+        Args:
+            message: What the model gets (already rendered through the update template).
+            raw_message: The message as the tool gave it, for events and listings.
+            delivery: How it reaches the user.
+            progress: Its structured progress; fields it leaves unset keep their values.
+
+        Raises:
+            RuntimeError: The call has already ended.
+        """
+        if self.done() or self._task is None:
+            raise RuntimeError(
+                f"ctx.update() after the call {self.call_id} of "
+                f"`{self.function_call.name}` ended: nothing was delivered"
+            )
         self._updates += 1
-        self.last_update = message if isinstance(message, str) else None
-        if self._answer_now(message):
+        self.last_update = raw_message
+        if progress is not None and progress != NO_PROGRESS:
+            self.progress = _merge(self.progress, progress)
+        first = not self._answered()
+        entry = self.call_id if first else f"{self.call_id}_update_{self._updates - 1}"
+        self._scope.lifecycle.updated(
+            TaskUpdated(
+                call_id=self.call_id,
+                update_id=entry,
+                message=raw_message,
+                delivery=delivery,
+                progress=self.progress,
+            ),
+            self._toolset_events,
+        )
+        self._scope.delivery.fillers.spoke_about(self)
+        if first:
+            answer, record_apart = message, False
+            if delivery == "silent":
+                self._last_heard = False
+                answer, record_apart = _compat.silent_tool_answer(message)
+            self._answer_now(answer)
             self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
+            if record_apart:
+                self._deliver(f"{self.call_id}_update_0", message, is_result=False, mode="silent")
             return
-        entry = f"{self.call_id}_update_{self._updates - 1}"
-        self._deliver(entry, message, is_result=False)
-        self._scope.lifecycle.updated(entry_id=entry, call_id=self.call_id, message=str(message))
+        self._last_heard = False if delivery == "silent" else None
+        self._deliver(entry, message, is_result=False, mode=delivery)
 
     async def cancel(self, reason: str) -> None:
         """Cancel the call and wait until it stopped; the model is told ``reason``."""
@@ -166,7 +291,7 @@ class BackgroundCall:
 
     def cancel_now(self, reason: str) -> None:
         """Request cancellation without waiting for the call to stop."""
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done() or self._done_callbacks is None:
             return
         self._cancel_reason = reason
         self._task.cancel()
@@ -194,6 +319,28 @@ class BackgroundCall:
         else:
             self._done_callbacks += (callback,)
 
+    def _time_out(self) -> None:
+        if self._task is None or self._task.done() or self._done_callbacks is None:
+            return
+        logger.info(
+            "background tool call timed out",
+            extra={"function": self.function_call.name, "call_id": self.call_id},
+        )
+        self._timed_out = True
+        self.cancel_now("")
+
+    def _soft_deadline(self) -> None:
+        if self._task is None or self._task.done() or not self._answered():
+            return
+        elapsed = time.time() - self.started_at
+        message = self.text(
+            "still_running",
+            function_name=self.function_call.name,
+            call_id=self.call_id,
+            elapsed=elapsed,
+        )
+        self.report(message, raw_message=f"still running after {elapsed:.0f} s")
+
     async def _run(self) -> None:
         # this frame stays suspended as long as the tool runs: it keeps no more than it needs
         try:
@@ -210,7 +357,12 @@ class BackgroundCall:
         self._end(output)
 
     def _end(self, output: Any = None, *, cancelled: bool = False) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = ()
         try:
+            if self.policy.filler is not None:
+                self._scope.delivery.fillers.forget(self)
             if cancelled:
                 self._record_cancellation()
             else:
@@ -235,29 +387,53 @@ class BackgroundCall:
         return True
 
     def _record_end(self, output: Any) -> None:
-        if self._answer_now(output, error=isinstance(output, BaseException)):
-            return  # finished without an update: it was an ordinary tool call after all
-
-        if isinstance(output, BaseException):
-            self._deliver(f"{self.call_id}_finished", None, exception=output)
-            self._scope.lifecycle.ended(call_id=self.call_id, status="error", message=None)
+        mode: DeliveryMode = "idle"
+        if isinstance(output, BackgroundResult):
+            output, mode = output.output, output.delivery
+        is_error = isinstance(output, BaseException)
+        if self._answer_now(output, error=is_error):
+            # finished without an update: it was an ordinary tool call after all
+            self._ended("error" if is_error else "done", self.call_id, None)
             return
-        if output is None:
-            output = COMPLETED_WITHOUT_RESULT.format(
-                function_name=self.function_call.name, call_id=self.call_id
+
+        record = f"{self.call_id}_finished"
+        if is_error:
+            self._deliver(record, None, exception=output, mode=mode)
+            self._ended("error", record, None)
+            return
+        if output is None or _is_agent(output):
+            # the model must learn the task is over, even when it says nothing more
+            said = self.text(
+                "finished_without_result",
+                function_name=self.function_call.name,
+                call_id=self.call_id,
             )
-        self._deliver(f"{self.call_id}_finished", output)
-        self._scope.lifecycle.ended(call_id=self.call_id, status="done", message=str(output))
+            output = said if output is None else (output, said)
+        self._deliver(record, output, mode=mode)
+        self._ended("done", record, str(output))
 
     def _record_cancellation(self) -> None:
-        reason = self._cancel_reason or CANCEL_REASON_SESSION_ENDED
-        message = CANCELLED_TEMPLATE.format(
-            function_name=self.function_call.name, call_id=self.call_id, reason=reason
-        )
+        name, call_id = self.function_call.name, self.call_id
+        if self._timed_out:
+            status: TaskStatus = "timed_out"
+            message = self.text(
+                "timed_out", function_name=name, call_id=call_id, timeout=self.policy.timeout
+            )
+        else:
+            status = "cancelled"
+            reason = self._cancel_reason or CANCEL_REASON_SESSION_ENDED
+            message = self.text("cancelled", function_name=name, call_id=call_id, reason=reason)
         if self._answer_now(message):
-            return  # core was still waiting for the call's answer: it is the cancellation
-        self._deliver(f"{self.call_id}_cancelled", message)
-        self._scope.lifecycle.ended(call_id=self.call_id, status="cancelled", message=None)
+            # core was still waiting for the call's answer: it is the record
+            self._ended(status, call_id, message)
+            return
+        record = f"{call_id}_{status}"
+        self._deliver(record, message)
+        self._ended(status, record, message)
+
+    def _ended(self, status: TaskStatus, record_id: str, message: str | None) -> None:
+        ev = TaskEnded(call_id=self.call_id, status=status, record_id=record_id, message=message)
+        self._scope.lifecycle.ended(ev, self._toolset_events)
 
     def _deliver(
         self,
@@ -266,8 +442,9 @@ class BackgroundCall:
         *,
         exception: BaseException | None = None,
         is_result: bool = True,
+        mode: DeliveryMode = "idle",
     ) -> None:
-        outcome = _Outcome(call_id, output, exception, is_result)
+        outcome = _Outcome(call_id, output, exception, is_result, mode)
         if self._held is not None:
             self._held.append(outcome)
         elif self._ctx.speech_handle.done():
@@ -305,8 +482,15 @@ class BackgroundCall:
                 items=[out.fnc_call, out.fnc_call_out],
                 call_id=outcome.call_id,
                 is_result=outcome.is_result,
+                mode=outcome.mode,
+                call=self,
+                handoff=out.agent_task,
             )
         )
+
+    def heard(self, heard: bool) -> None:
+        """Record whether the reply that gave this call's last update was heard in full."""
+        self._last_heard = heard
 
     def _log_failure(self, e: Exception) -> None:
         extra = {"function": self.function_call.name, "call_id": self.call_id}
@@ -335,3 +519,18 @@ class _Outcome(NamedTuple):
     output: Any
     exception: BaseException | None
     is_result: bool
+    mode: DeliveryMode
+
+
+def _merge(old: Progress, new: Progress) -> Progress:
+    return Progress(
+        fraction=new.fraction if new.fraction is not None else old.fraction,
+        stage=new.stage if new.stage is not None else old.stage,
+        seconds_left=new.seconds_left if new.seconds_left is not None else old.seconds_left,
+    )
+
+
+def _is_agent(output: Any) -> bool:
+    from livekit.agents import Agent
+
+    return isinstance(output, Agent)

@@ -1,16 +1,54 @@
-"""The run context a background tool receives."""
+"""What a background tool works with: its run context, and the result type it may return."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
 from livekit.agents.voice.events import Userdata_T
 
 from . import _compat
-from .templates import UPDATE_TEMPLATE
+from .events import DELIVERY_MODES, DeliveryMode, Progress
+from .templates import Template, check_template, render
 
 if TYPE_CHECKING:
     from .background import BackgroundCall
+
+
+class BackgroundResult:
+    """A background tool's final result, with how it reaches the user.
+
+    Return it instead of the bare value to choose the result's delivery mode
+    (:data:`~livekit.plugins.asynctools.DeliveryMode`).
+
+    Args:
+        output: What the model gets, as a tool's return value would be.
+        delivery: ``idle`` (default), ``silent`` or ``now``.
+
+    Raises:
+        ValueError: ``delivery`` is not one of the modes.
+
+    Example::
+
+        @function_tool
+        async def watch_gate(ctx: AsyncRunContext, flight: str) -> BackgroundResult:
+            await ctx.update(f"Watching the gate of {flight}.")
+            gate = await gate_changes(flight)
+            return BackgroundResult(f"Gate changed to {gate}", delivery="now")
+    """
+
+    __slots__ = ("output", "delivery")
+
+    def __init__(self, output: Any, *, delivery: DeliveryMode = "idle") -> None:
+        _check_delivery(delivery)
+        self.output = output
+        self.delivery: DeliveryMode = delivery
+
+    def __repr__(self) -> str:
+        return f"BackgroundResult(delivery={self.delivery!r})"
 
 
 class AsyncRunContext(_compat.RunContext[Userdata_T]):
@@ -27,7 +65,7 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
         async def search_web(ctx: AsyncRunContext, query: str) -> str:
             await ctx.update(f"Searching the web for {query}...")  # the model answers now
             pages = await slow_search(query)
-            await ctx.update(f"Read {len(pages)} pages, summarizing...")  # spoken when idle
+            await ctx.update(f"Read {len(pages)} pages", progress=0.5, stage="reading")
             return summarize(pages)  # spoken when idle, the model may act on it
     """
 
@@ -35,26 +73,132 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
         super().__init__(**_compat.derive_run_context(type(self), run_ctx))
         self._call = call
 
-    async def update(  # type: ignore[override]
-        self, message: str | Any, *, template: str = UPDATE_TEMPLATE
+    async def update(
+        self,
+        message: str | Any,
+        *,
+        delivery: NotGivenOr[DeliveryMode] = NOT_GIVEN,
+        silent: bool = False,
+        progress: NotGivenOr[float] = NOT_GIVEN,
+        stage: NotGivenOr[str] = NOT_GIVEN,
+        seconds_left: NotGivenOr[float] = NOT_GIVEN,
+        template: NotGivenOr[Template | None] = NOT_GIVEN,
     ) -> None:
         """Report progress to the model (and through it, the user).
 
         The first update is the tool's immediate answer: the model replies to the user
         right away and the tool keeps running in the background. Later updates are added
-        to the conversation at once and spoken, merged with any other pending updates
-        and results, when the agent and the user are both idle.
+        to the conversation at once and delivered according to ``delivery``; ``idle``
+        ones are merged with any other pending updates and results into one reply.
 
         Args:
-            message: What happened. A string is wrapped in ``template``; anything else is
-                passed to the model as a tool output as it is.
-            template: ``str.format`` template with the placeholders ``function_name``,
-                ``call_id`` and ``message``. Defaults to ``UPDATE_TEMPLATE``.
+            message: What happened. A string is wrapped in the ``update`` template;
+                anything else is passed to the model as a tool output as it is.
+            delivery: ``idle`` (default), ``silent`` or ``now``
+                (:data:`~livekit.plugins.asynctools.DeliveryMode`).
+            silent: Same as ``delivery="silent"`` (core's spelling).
+            progress: Fraction done, from 0 to 1.
+            stage: Name of the current stage.
+            seconds_left: Estimated seconds until the call is done.
+            template: This update's template: a ``str.format`` string or a callable of
+                :class:`~livekit.plugins.asynctools.templates.UpdateArgs`. Defaults to
+                the most specific ``update`` template set.
+
+        Raises:
+            ValueError: A bad ``progress``, ``stage``, ``seconds_left``, ``delivery`` or
+                ``template``; nothing is recorded and the call keeps running.
+            RuntimeError: The call has already ended.
+
+        Example::
+
+            await ctx.update("Comparing fares", progress=0.4, stage="search", seconds_left=20)
+            await ctx.update("Fare locked", delivery="silent")
+            await ctx.update("The gate changed!", delivery="now")
         """
+        mode = _delivery_mode(delivery, silent)
+        checked = Progress.checked(
+            fraction=progress if is_given(progress) else None,
+            stage=stage if is_given(stage) else None,
+            seconds_left=seconds_left if is_given(seconds_left) else None,
+        )
+        if is_given(template) and template is not None:
+            check_template("update", template)
+        call = self._call
+        raw = message if isinstance(message, str) else str(message)
         if isinstance(message, str):
-            message = template.format(
-                function_name=self.function_call.name,
-                call_id=self.function_call.call_id,
-                message=message,
-            )
-        self._call.report(message)
+            args: dict[str, Any] = {
+                "function_name": self.function_call.name,
+                "call_id": self.function_call.call_id,
+                "message": message,
+                "details": checked.describe(),
+                "progress": "" if checked.fraction is None else f"{checked.fraction:.0%}",
+                "stage": checked.stage or "",
+                "seconds_left": "" if checked.seconds_left is None else f"{checked.seconds_left:g}",
+            }
+            if is_given(template) and template is not None:
+                message = render(template, args)
+            else:
+                message = call.text("update", **args)
+        call.report(message, raw_message=raw, delivery=mode, progress=checked)
+
+    @asynccontextmanager
+    async def foreground(  # type: ignore[override,unused-ignore]
+        self, *, timeout: float = 30.0
+    ) -> AsyncIterator[None]:
+        """Hold the conversation's floor while the tool talks with the user.
+
+        Waits until the conversation is free (this call's own pending updates spoken
+        first), then keeps every deferred reply and filler of the session, from any
+        toolset, from speaking until the block ends. Ask a question and wait for the
+        answer inside it (:meth:`ask`). The floor is released when the block ends, when
+        the call is cancelled, and at the latest ``timeout`` seconds after it was taken.
+
+        Args:
+            timeout: The most seconds the floor is held; also bounds the wait for it.
+
+        Raises:
+            TimeoutError: The floor did not become free within ``timeout`` seconds.
+
+        Example::
+
+            async with ctx.foreground():
+                answer = await ctx.ask("Shall I pay 192 euros for the flight?")
+            if "yes" not in answer.lower():
+                return "The user did not confirm the payment."
+        """
+        from .foreground import hold_floor
+
+        async with hold_floor(self._call, timeout=timeout):
+            yield
+
+    async def ask(self, question: str, *, timeout: float = 30.0) -> str:
+        """Have the agent ask the user ``question``; return what the user answers.
+
+        Use it inside :meth:`foreground`, so that no deferred reply comes between the
+        question and the answer. The agent's words are generated by the model from
+        ``question`` (so this works on realtime models without a TTS).
+
+        Args:
+            question: What to ask, as the agent should say it.
+            timeout: The most seconds to wait for the user's answer.
+
+        Raises:
+            TimeoutError: The user said nothing within ``timeout`` seconds.
+        """
+        from .foreground import ask_user
+
+        return await ask_user(self._call, question, timeout=timeout)
+
+
+def _delivery_mode(delivery: NotGivenOr[DeliveryMode], silent: bool) -> DeliveryMode:
+    if not is_given(delivery):
+        return "silent" if silent else "idle"
+    _check_delivery(delivery)
+    if silent and delivery != "silent":
+        raise ValueError(f"silent=True contradicts delivery={delivery!r}")
+    return delivery
+
+
+def _check_delivery(delivery: Any) -> None:
+    if delivery not in DELIVERY_MODES:
+        raise ValueError(f"delivery must be one of {', '.join(DELIVERY_MODES)}, got {delivery!r}")

@@ -7,12 +7,15 @@ There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
    session history at once, in place (so a user turn that starts meanwhile already sees
    it, at a cost that does not grow with the history). On a realtime model, everything
    submitted in the same burst reaches the provider's conversation in one update
-   (:meth:`_send_to_provider`), in submission order.
+   (:meth:`_send_to_provider`), in submission order. A ``silent`` delivery stops here.
 2. :meth:`_speak_loop` waits until the conversation is free
-   (:class:`~livekit.plugins.asynctools.idle.ConversationFloor`), then asks for ONE reply
-   covering everything pending, from any toolset.
+   (:class:`~livekit.plugins.asynctools.idle.ConversationFloor`), or for a ``now``
+   delivery only until the user is quiet (cutting off interruptible agent speech), then
+   asks for ONE reply covering everything pending, from any toolset. A result that
+   hands off to another agent does so at that moment instead.
 3. A reply that is interrupted before it played out keeps its deliveries pending, so they
-   are spoken again at the next free moment: no result is dropped because the user spoke.
+   are spoken again at the next free moment, and the model is told what the user heard;
+   what no reply gave before the session ended is recorded as not heard.
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ from livekit.agents import llm, utils
 from livekit.agents.types import NOT_GIVEN
 
 from . import _compat
+from .events import DeliveryMode, Lifecycle, ReplyEvent
+from .fillers import FillerSchedule
 from .idle import ConversationFloor
 from .log import logger
-from .templates import REPLY_INSTRUCTIONS
+from .templates import render, resolve, templates_of
 
 if TYPE_CHECKING:
-    from livekit.agents import AgentSession
+    from livekit.agents import Agent, AgentSession
+    from livekit.agents.voice import SpeechHandle
+
+    from .background import BackgroundCall
+
+RECEIPT_KEY = "lk.asynctools.receipt"
+"""Key of the receipt in the ``extra`` of a delivered function call: ``heard``,
+``interrupted`` (given again later) or ``not_given`` (the session ended first)."""
 
 
 @dataclass(slots=True)
@@ -43,11 +55,17 @@ class Delivery:
         call_id: The call id of the output (``<call_id>_update_<n>``, ``_finished``...).
         is_result: True for a final result, an error or a cancellation: the reply to it
             may call tools. Progress updates are answered with ``tool_choice="none"``.
+        mode: How it reaches the user (:data:`~livekit.plugins.asynctools.DeliveryMode`).
+        call: The background call it comes from.
+        handoff: The agent a final result hands off to, at the next free moment.
     """
 
     items: Sequence[llm.ChatItem]
     call_id: str
     is_result: bool
+    mode: DeliveryMode = "idle"
+    call: BackgroundCall | None = None
+    handoff: Agent | None = None
 
 
 class DeliveryCoordinator:
@@ -55,22 +73,44 @@ class DeliveryCoordinator:
 
     Args:
         session: The session whose chat and speech this coordinator drives.
+        lifecycle: Where reply events go.
     """
 
-    def __init__(self, session: AgentSession[Any]) -> None:
+    def __init__(self, session: AgentSession[Any], lifecycle: Lifecycle) -> None:
         self._session = session
-        self._floor = ConversationFloor(session)
+        self._lifecycle = lifecycle
+        self.floor = ConversationFloor(session)
+        self.fillers = FillerSchedule(self)
         self._to_send: list[llm.ChatItem] = []
         self._to_speak: list[Delivery] = []
+        # the batch whose reply is playing, and its speech
+        self._in_flight: list[Delivery] = []
+        self._playing: SpeechHandle | None = None
         self._send_task: asyncio.Task[None] | None = None
         self._sending_to: Any = None
         self._speak_task: asyncio.Task[None] | None = None
+        self._waiting_for_floor = False
+        # what the user heard of the last reply, when they cut it off
+        self._interrupted: tuple[list[str], str] | None = None
+        # set while a tool holds the floor (ctx.foreground()); resolved when it lets go
+        self._hold: asyncio.Future[None] | None = None
+        self._hold_owner: BackgroundCall | None = None
+        self._spoken = asyncio.Event()
         self._closed = False
 
     @property
     def pending(self) -> int:
         """Deliveries submitted and not yet spoken."""
         return len(self._to_speak)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a reply is pending or playing, or a tool holds the floor."""
+        return bool(self._to_speak or self._in_flight) or self._hold is not None
+
+    def pending_for(self, call: BackgroundCall) -> bool:
+        """Whether something of ``call`` waits to be spoken or is being spoken."""
+        return any(d.call is call for d in (*self._to_speak, *self._in_flight))
 
     def submit(self, delivery: Delivery) -> None:
         """Queue ``delivery``: add it to the chat now, speak it when the conversation is free."""
@@ -81,15 +121,37 @@ class DeliveryCoordinator:
         _compat.add_to_local_chat(self._session, delivery.items)
         if (rt_session := _compat.provider_session(self._session)) is not None:
             self._send(rt_session, delivery.items)
+        if delivery.mode == "silent" and delivery.handoff is None:
+            return  # the model has it; it rides along with whatever is said next
         self._to_speak.append(delivery)
+        if delivery.mode == "now":
+            self._hurry()
         if self._speak_task is None or self._speak_task.done():
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
 
+    def _hurry(self) -> None:
+        """A ``now`` delivery: stop waiting for a fully free conversation."""
+        if self._waiting_for_floor and self._speak_task is not None:
+            # waiting changes no state: start over with the shorter wait
+            self._speak_task.cancel()
+            self._speak_task = None
+            self._waiting_for_floor = False
+        elif self._playing is not None and not self._playing.done():
+            if self._playing.allow_interruptions:
+                self._playing.interrupt()
+
     def close(self) -> None:
-        """Stop delivering at once; what is pending stays in the chat history only."""
+        """Stop delivering at once; what is pending stays in the chat history only, with a
+        record that the user never heard it."""
         self._closed = True
-        self._floor.close()
+        self.floor.close()
+        self.fillers.close()
         self._to_send.clear()
+        self._release_hold()
+        not_given = [*self._in_flight, *self._to_speak]
+        self._in_flight, self._to_speak = [], []
+        if not_given:
+            self._record_not_given(not_given)
         if self._speak_task is not None:
             self._speak_task.cancel()
         sending = self._send_task is not None and not self._send_task.done()
@@ -120,10 +182,19 @@ class DeliveryCoordinator:
         # runs while something is pending, so an idle session holds no task of ours
         resent: set[str] = set()
         while self._to_speak and not self._closed:
+            urgent = any(d.mode == "now" for d in self._to_speak)
+            self._waiting_for_floor = True
             try:
-                await self._floor.wait_until_free()
+                if urgent:
+                    await self.floor.wait_until_user_quiet()
+                else:
+                    await self.floor.wait_until_free()
             except _compat.SessionClosing:
                 return
+            self._waiting_for_floor = False
+            if self._hold is not None:  # a tool talks with the user: wait until it is done
+                await asyncio.wait([self._hold])
+                continue
             if self._send_task is not None and not self._send_task.done():
                 # the realtime model must have the outputs before it is asked about them
                 await asyncio.wait([self._send_task])
@@ -139,19 +210,120 @@ class DeliveryCoordinator:
                 resent.update(item.id for item in missing)
                 self._send(rt_session, missing)
                 continue
+            if urgent and (current := self._session.current_speech) is not None:
+                if not current.done():
+                    if current.allow_interruptions:
+                        current.interrupt()
+                    await current.wait_for_playout()
+                    continue
             # nothing may be awaited between the floor being free and the reply being queued
             resent.clear()
             batch, self._to_speak = self._to_speak, []
+            if handoff := next((d for d in batch if d.handoff is not None), None):
+                self._to_speak[:0] = [d for d in batch if d is not handoff]
+                self._hand_off(handoff)
+                continue
             handle = self._ask_for_reply(batch)
             if handle is None:
-                return
-            await handle.wait_for_playout()
-            if handle.interrupted:
-                logger.debug(
-                    "deferred reply interrupted, speaking its results again when free",
-                    extra={"call_ids": [d.call_id for d in batch]},
-                )
                 self._to_speak[:0] = batch
+                return
+            await self._play(handle, batch)
+
+    async def _play(self, handle: SpeechHandle, batch: list[Delivery]) -> None:
+        ids = [d.call_id for d in batch]
+        toolsets = [d.call.toolset_events for d in batch if d.call is not None]
+        self._lifecycle.reply(ReplyEvent("scheduled", ids, speech_id=handle.id), toolsets)
+        self._in_flight, self._playing = batch, handle
+        try:
+            await handle.wait_for_playout()
+        finally:
+            self._in_flight, self._playing = [], None
+        if handle.interrupted:
+            heard = _heard_text(handle)
+            logger.debug(
+                "deferred reply interrupted, speaking its results again when free",
+                extra={"call_ids": ids},
+            )
+            self._receipt(batch, "interrupted")
+            self._interrupted = (ids, heard)
+            self._to_speak[:0] = batch
+            self._lifecycle.reply(
+                ReplyEvent("interrupted", ids, speech_id=handle.id, heard=heard), toolsets
+            )
+        else:
+            self._receipt(batch, "heard")
+            self._interrupted = None
+            for d in batch:
+                if d.call is not None:
+                    self.fillers.spoke_about(d.call)
+            self._lifecycle.reply(ReplyEvent("heard", ids, speech_id=handle.id), toolsets)
+        self._spoken.set()
+        self._spoken.clear()
+
+    def _hand_off(self, delivery: Delivery) -> None:
+        assert delivery.handoff is not None
+        try:
+            self._session.update_agent(delivery.handoff)
+        except RuntimeError:
+            if not _compat.session_is_closing(self._session):
+                raise
+        else:
+            self._receipt([delivery], "heard")
+
+    def _receipt(self, batch: Sequence[Delivery], receipt: str) -> None:
+        for d in batch:
+            d.items[0].extra[RECEIPT_KEY] = receipt  # type: ignore[union-attr]
+            if d.call is not None and not d.is_result:
+                d.call.heard(receipt == "heard")
+
+    def _record_not_given(self, batch: list[Delivery]) -> None:
+        ids = [d.call_id for d in batch]
+        self._receipt(batch, "not_given")
+        text = render(self._template("not_heard", batch), {"call_ids": ids, "heard": ""})
+        self._session.history.insert([llm.ChatMessage(role="system", content=[text])])
+        toolsets = [d.call.toolset_events for d in batch if d.call is not None]
+        self._lifecycle.reply(ReplyEvent("not_given", ids), toolsets)
+
+    def _template(self, name: str, batch: Sequence[Delivery]) -> Any:
+        """A reply-level text: the oldest call's settings, then the agent's and session's."""
+        call = next((d.call for d in batch if d.call is not None), None)
+        session = self._session
+        layers = (
+            templates_of(call.ctx) if call else None,
+            call.policy.tool_templates if call else None,
+            call.policy.toolset_templates if call else None,
+            templates_of(session.current_agent),
+            templates_of(session),
+        )
+        return resolve(name, layers)
+
+    # the floor, for ctx.foreground()
+
+    async def take_floor(self, owner: BackgroundCall) -> None:
+        """Wait until ``owner``'s pending outputs are spoken and the conversation is free,
+        then keep every deferred reply and filler quiet until :meth:`release_floor`."""
+        while True:
+            if self._hold is not None:
+                await asyncio.wait([self._hold])
+                continue
+            if self.pending_for(owner):
+                await self._spoken.wait()
+                continue
+            await self.floor.wait_until_free()
+            if self._hold is None and not self.pending_for(owner):
+                break
+        self._hold = asyncio.get_running_loop().create_future()
+        self._hold_owner = owner
+
+    def release_floor(self, owner: BackgroundCall) -> None:
+        """Let deferred replies speak again, if ``owner`` holds the floor."""
+        if self._hold_owner is owner:
+            self._release_hold()
+
+    def _release_hold(self) -> None:
+        hold, self._hold, self._hold_owner = self._hold, None, None
+        if hold is not None and not hold.done():
+            hold.set_result(None)
 
     def _lost_by(self, rt_session: Any, resent: set[str]) -> list[llm.ChatItem]:
         """Pending outputs the realtime model's conversation lacks (once per item)."""
@@ -161,12 +333,28 @@ class DeliveryCoordinator:
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
         call_ids = [d.call_id for d in batch]
         acts_on_result = any(d.is_result for d in batch)
+        instructions = render(self._template("reply", batch), {"pending_call_ids": call_ids})
+        if self._interrupted is not None:
+            ids, heard = self._interrupted
+            note = render(
+                self._template("reply_interrupted", batch), {"call_ids": ids, "heard": heard}
+            )
+            instructions = f"{instructions}\n{note}"
         try:
             return self._session.generate_reply(
-                instructions=REPLY_INSTRUCTIONS.format(pending_call_ids=call_ids),
+                instructions=instructions,
                 tool_choice=NOT_GIVEN if acts_on_result else "none",
             )
         except RuntimeError:
             if _compat.session_is_closing(self._session):
                 return None
             raise
+
+
+def _heard_text(handle: SpeechHandle) -> str:
+    """What the user heard of ``handle``: the text of its (interrupted) agent messages."""
+    return " ".join(
+        item.text_content or ""
+        for item in handle.chat_items
+        if isinstance(item, llm.ChatMessage) and item.role == "assistant"
+    ).strip()

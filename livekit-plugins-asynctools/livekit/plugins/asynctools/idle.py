@@ -100,6 +100,20 @@ class ConversationFloor:
                 self._turn_open = False
             return
 
+    async def wait_until_user_quiet(self) -> None:
+        """Return once the user is not speaking and no agent handoff is under way (the wait
+        of a ``now`` delivery, which may cut off the agent but never the user)."""
+        while True:
+            self._changed.clear()
+            if _compat.session_is_closing(self._session):
+                raise _compat.SessionClosing
+            if await _compat.wait_for_handoff(self._session):
+                continue
+            if self._session.user_state == "speaking":
+                await self._changed.wait()
+                continue
+            return
+
     def _unfinished_speeches(self) -> list[SpeechHandle]:
         self._speeches = {s for s in self._speeches if not s.done()}
         return list(self._speeches)

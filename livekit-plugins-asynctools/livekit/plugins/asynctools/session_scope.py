@@ -11,8 +11,8 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from . import _compat
 from .delivery import DeliveryCoordinator
+from .events import Lifecycle
 from .templates import CANCEL_REASON_SESSION_ENDED
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ class SessionScope:
     def __init__(self, session: AgentSession[Any]) -> None:
         self._session = weakref.ref(session)
         self._calls: dict[str, BackgroundCall] = {}
-        self.delivery = DeliveryCoordinator(session)
-        self.lifecycle = _compat.ToolLifecycle(session)
+        self.lifecycle = Lifecycle.of(session)
+        self.delivery = DeliveryCoordinator(session, self.lifecycle)
         session.once("close", self._on_session_close)
 
     @property

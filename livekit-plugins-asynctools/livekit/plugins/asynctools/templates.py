@@ -1,26 +1,66 @@
-"""Prompt templates: every text the plugin shows the model.
+"""Every text the plugin shows the model, and how to reword it.
 
-Each is a public constant with named ``str.format`` placeholders, so an agent can
-reword them (pass a template to :meth:`AsyncRunContext.update`, or format your own).
+Each default is a public constant with named ``str.format`` placeholders. To reword one,
+build a :class:`Templates` with the texts you want and set it where it should apply:
+
+- per session or per agent: :func:`set_templates` (``set_templates(session, ...)``);
+- per toolset: ``AsyncToolset(templates=...)``;
+- per tool: ``@tool_policy(templates=...)``;
+- per call: ``set_templates(ctx, ...)`` inside the tool, or ``ctx.update(template=...)``
+  for one update.
+
+The most specific setting wins, text by text. A template is a ``str.format`` string or a
+callable that receives the placeholders as a typed dict; an unknown placeholder is an
+error when the :class:`Templates` is built, not when the text is used.
 """
 
 from __future__ import annotations
 
-UPDATE_TEMPLATE = """The tool `{function_name}` (call_id {call_id}) reported progress: {message}
+import string
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, TypedDict, cast
+
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
+
+UPDATE_TEMPLATE = """The tool `{function_name}` (call_id {call_id}) reported progress: \
+{message}{details}
 The task is still running, so DON'T make up or give information not included in the \
 message above."""
-"""Wraps a string passed to ``ctx.update()``. Placeholders: ``function_name``, ``call_id``,
-``message``."""
+"""Wraps a string passed to ``ctx.update()``. Placeholders: :class:`UpdateArgs`."""
 
 COMPLETED_WITHOUT_RESULT = """The tool `{function_name}` (call_id {call_id}) has finished.
 It returned no further information."""
 """Recorded when a background tool returns ``None`` after its first update, so the model
-knows the task is over. Placeholders: ``function_name``, ``call_id``."""
+knows the task is over. Placeholders: :class:`CallArgs`."""
 
 CANCELLED_TEMPLATE = """The tool `{function_name}` (call_id {call_id}) was cancelled {reason} \
 before it finished. Its work is incomplete: do not present any result for it."""
-"""Recorded when a running task is cancelled. Placeholders: ``function_name``, ``call_id``,
-``reason`` (one of the ``CANCEL_REASON_*`` constants)."""
+"""Recorded when a running task is cancelled. Placeholders: :class:`CancelledArgs`
+(``reason`` is one of the ``CANCEL_REASON_*`` constants)."""
+
+TIMED_OUT_TEMPLATE = """The tool `{function_name}` (call_id {call_id}) ran out of time after \
+{timeout:g} seconds and was stopped before it finished. Its work is incomplete: tell the user \
+it took too long and offer to try again."""
+"""Recorded when a call runs past its timeout. Placeholders: :class:`TimedOutArgs`."""
+
+STILL_RUNNING_TEMPLATE = """The tool `{function_name}` (call_id {call_id}) is still working, \
+{elapsed:.0f} seconds so far. Tell the user it is taking longer than usual and ask whether \
+to keep waiting or cancel it (with `cancel_task`)."""
+"""The update a call sends itself at its soft deadline. Placeholders: :class:`ElapsedArgs`."""
+
+FILLER_INSTRUCTIONS = """The tool `{function_name}` is still running ({elapsed:.0f} seconds so \
+far) and the user has heard nothing about it for a while. Say one short, natural sentence \
+that you are still working on it. Do not invent any result."""
+"""Instructions of a model-generated filler line. Placeholders: :class:`ElapsedArgs`."""
+
+FILLER_LINE_INSTRUCTIONS = """Say exactly this, and nothing else: "{line}\""""
+"""Instructions that make a realtime model without a TTS speak a fixed filler line.
+Placeholder: ``line``."""
+
+ASK_INSTRUCTIONS = 'Ask the user this question, in your own words, and nothing else: "{question}"'
+"""Instructions of the question ``ctx.ask()`` has the agent ask. Placeholder: ``question``."""
 
 CANCEL_REASON_REQUESTED = "on request"
 """``reason`` for a task cancelled through the ``cancel_task`` tool."""
@@ -37,25 +77,314 @@ CANCEL_REASON_SESSION_ENDED = "because the session ended"
 DUPLICATE_REJECT = """Same tool `{function_name}` is already running:
 {running_fnc_calls}
 If you want to cancel the existing one, call `cancel_task` with its call_id."""
-"""Returned to the model by the ``reject`` duplicate policy. Placeholders: ``function_name``,
-``running_fnc_calls`` (one JSON function call per line)."""
+"""Returned to the model by the ``reject`` duplicate policy. Placeholders:
+:class:`DuplicateArgs`."""
 
 DUPLICATE_CONFIRM = """Same tool `{function_name}` is already running:
 {running_fnc_calls}
 Re-call with `{confirm_param}` set to true to run a duplicate if the user confirms it is needed,
 or if you want to cancel the existing one, call `cancel_task` with its call_id."""
-"""Returned to the model by the ``confirm`` duplicate policy. Placeholders: ``function_name``,
-``running_fnc_calls``, ``confirm_param``."""
+"""Returned to the model by the ``confirm`` duplicate policy. Placeholders:
+:class:`DuplicateArgs`."""
 
 REPLY_INSTRUCTIONS = """New results arrived from background tool calls \
 (call_ids: {pending_call_ids}).
 Summarize these results to the user naturally. Do NOT repeat information you have already \
 told the user."""
-"""Instructions of the reply that speaks pending updates and results. Placeholder:
-``pending_call_ids``."""
+"""Instructions of the reply that speaks pending updates and results. Placeholders:
+:class:`ReplyArgs`."""
+
+REPLY_INTERRUPTED_NOTE = """Your previous reply about call_ids {call_ids} was interrupted: \
+the user heard only "{heard}". Do not assume they heard the rest."""
+"""Added to the instructions of a reply that gives interrupted results again.
+Placeholders: :class:`ReceiptArgs`."""
+
+NOT_HEARD_RECORD = """The results of background tool calls (call_ids: {call_ids}) were never \
+told to the user: the session ended first."""
+"""Recorded in the session history for results no reply delivered before the session
+ended. Placeholders: :class:`ReceiptArgs` (``heard`` is empty)."""
 
 NO_RUNNING_TASKS = "No background tasks are running."
 """What ``get_running_tasks`` answers when nothing runs in the session."""
 
+CANCEL_REFUSED = """Task {call_id} cannot be cancelled: {reason}."""
+"""What ``cancel_task`` answers for a call that may not be cancelled. Placeholders:
+``call_id``, ``reason``."""
+
+GET_RUNNING_TASKS_DESCRIPTION = """List the background tool calls that are still running, \
+with their call_id, progress and whether the user heard their last update."""
+"""Description of the ``get_running_tasks`` tool (see :class:`Templates`)."""
+
+CANCEL_TASK_DESCRIPTION = """Cancel a running background tool call by its call_id."""
+"""Description of the ``cancel_task`` tool (see :class:`Templates`)."""
+
 CONFIRM_DUPLICATE_PARAM = "confirm_duplicate"
 """Boolean parameter added to a tool's schema under the ``confirm`` duplicate policy."""
+
+
+class CallArgs(TypedDict):
+    """Placeholders of every text about one call."""
+
+    function_name: str
+    call_id: str
+
+
+class UpdateArgs(CallArgs):
+    """Placeholders of the ``update`` text: the message and the structured progress.
+
+    ``progress`` is the fraction done as a percentage string (``"40%"``), ``stage`` the
+    stage name and ``seconds_left`` the estimate, each ``""`` when the update has none;
+    ``details`` is all three as one parenthesis (``" (40% done, stage: search)"``) or ``""``.
+    """
+
+    message: str
+    details: str
+    progress: str
+    stage: str
+    seconds_left: str
+
+
+class CancelledArgs(CallArgs):
+    """Placeholders of the ``cancelled`` text."""
+
+    reason: str
+
+
+class TimedOutArgs(CallArgs):
+    """Placeholders of the ``timed_out`` text; ``timeout`` in seconds."""
+
+    timeout: float
+
+
+class ElapsedArgs(CallArgs):
+    """Placeholders of the ``still_running`` and ``filler`` texts; ``elapsed`` in seconds."""
+
+    elapsed: float
+
+
+class DuplicateArgs(TypedDict):
+    """Placeholders of the ``duplicate_reject`` and ``duplicate_confirm`` texts."""
+
+    function_name: str
+    running_fnc_calls: str
+    confirm_param: str
+
+
+class ReplyArgs(TypedDict):
+    """Placeholders of the ``reply`` instructions."""
+
+    pending_call_ids: list[str]
+
+
+class ReceiptArgs(TypedDict):
+    """Placeholders of the ``reply_interrupted`` and ``not_heard`` texts."""
+
+    call_ids: list[str]
+    heard: str
+
+
+Template = str | Callable[[Any], str]
+"""A ``str.format`` string, or a callable that receives the placeholders as a dict."""
+
+_CALL = frozenset(CallArgs.__annotations__)
+_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "update": _CALL | {"message", "details", "progress", "stage", "seconds_left"},
+    "finished_without_result": _CALL,
+    "cancelled": _CALL | {"reason"},
+    "timed_out": _CALL | {"timeout"},
+    "still_running": _CALL | {"elapsed"},
+    "filler": _CALL | {"elapsed"},
+    "duplicate_reject": frozenset(DuplicateArgs.__annotations__),
+    "duplicate_confirm": frozenset(DuplicateArgs.__annotations__),
+    "reply": frozenset(ReplyArgs.__annotations__),
+    "reply_interrupted": frozenset(ReceiptArgs.__annotations__),
+    "not_heard": frozenset(ReceiptArgs.__annotations__),
+    "cancel_refused": frozenset({"call_id", "reason"}),
+    "ask": frozenset({"question"}),
+    "get_running_tasks_description": frozenset(),
+    "cancel_task_description": frozenset(),
+}
+
+DEFAULTS: dict[str, Template] = {
+    "update": UPDATE_TEMPLATE,
+    "finished_without_result": COMPLETED_WITHOUT_RESULT,
+    "cancelled": CANCELLED_TEMPLATE,
+    "timed_out": TIMED_OUT_TEMPLATE,
+    "still_running": STILL_RUNNING_TEMPLATE,
+    "filler": FILLER_INSTRUCTIONS,
+    "duplicate_reject": DUPLICATE_REJECT,
+    "duplicate_confirm": DUPLICATE_CONFIRM,
+    "reply": REPLY_INSTRUCTIONS,
+    "reply_interrupted": REPLY_INTERRUPTED_NOTE,
+    "not_heard": NOT_HEARD_RECORD,
+    "cancel_refused": CANCEL_REFUSED,
+    "ask": ASK_INSTRUCTIONS,
+    "get_running_tasks_description": GET_RUNNING_TASKS_DESCRIPTION,
+    "cancel_task_description": CANCEL_TASK_DESCRIPTION,
+}
+
+
+def check_template(name: str, template: Template) -> None:
+    """Raise ``ValueError`` if ``template`` uses a placeholder the text ``name`` lacks.
+
+    Raises:
+        ValueError: An unknown placeholder, a malformed format string, or neither a
+            string nor a callable.
+    """
+    if callable(template):
+        return
+    if not isinstance(template, str):
+        raise ValueError(f"template {name!r} must be a str or a callable, got {template!r}")
+    allowed = _PLACEHOLDERS[name]
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise ValueError(f"template {name!r} is not a valid format string: {e}") from e
+    for field in fields:
+        base = field.split(".", 1)[0].split("[", 1)[0]
+        if base == "" or base.isdigit():
+            raise ValueError(
+                f"template {name!r} uses a positional placeholder {{{field}}}; "
+                f"use one of: {', '.join(sorted(allowed)) or 'none'}"
+            )
+        if base not in allowed:
+            raise ValueError(
+                f"template {name!r} has an unknown placeholder {{{base}}}; "
+                f"it takes: {', '.join(sorted(allowed)) or 'none'}"
+            )
+
+
+def render(template: Template, args: dict[str, Any]) -> str:
+    """The text of ``template`` with ``args``: callables receive ``args`` as they are."""
+    if callable(template):
+        return str(template(args))
+    return template.format(**args)
+
+
+class Templates:
+    """Texts that replace the plugin's defaults wherever this object is set.
+
+    Every argument is optional; what is not given falls through to the next, less
+    specific setting, and finally to the default constant of this module.
+
+    Args:
+        update: Wraps ``ctx.update()`` strings (:class:`UpdateArgs`).
+        reply: Instructions of the deferred reply (:class:`ReplyArgs`).
+        duplicate_reject: Answer of the ``reject`` duplicate policy (:class:`DuplicateArgs`).
+        duplicate_confirm: Answer of the ``confirm`` duplicate policy.
+        cancelled: Record of a cancelled call (:class:`CancelledArgs`).
+        timed_out: Record of a call that ran out of time (:class:`TimedOutArgs`).
+        still_running: Update sent at a call's soft deadline (:class:`ElapsedArgs`).
+        finished_without_result: Record of a call that returned ``None`` (:class:`CallArgs`).
+        filler: Instructions of a model-generated filler line (:class:`ElapsedArgs`).
+        reply_interrupted: Note given with results whose reply was cut off
+            (:class:`ReceiptArgs`).
+        not_heard: History record of results never told before the session ended.
+        cancel_refused: Answer of ``cancel_task`` for a call that may not be cancelled.
+        ask: Instructions of the question ``ctx.ask()`` has the agent ask (``question``).
+        get_running_tasks_description: Description of the ``get_running_tasks`` tool
+            (toolset level only: the model sees one such tool per agent).
+        cancel_task_description: Description of the ``cancel_task`` tool (toolset level only).
+
+    Raises:
+        ValueError: A template uses a placeholder its text does not have.
+
+    Example::
+
+        from livekit.plugins.asynctools import Templates, set_templates
+
+        set_templates(session, Templates(
+            update="Progress on {function_name}: {message} ({progress} done)",
+            timed_out=lambda a: f"{a['function_name']} gave up after {a['timeout']:.0f}s.",
+        ))
+    """
+
+    __slots__ = ("_texts",)
+
+    def __init__(
+        self,
+        *,
+        update: NotGivenOr[Template] = NOT_GIVEN,
+        reply: NotGivenOr[Template] = NOT_GIVEN,
+        duplicate_reject: NotGivenOr[Template] = NOT_GIVEN,
+        duplicate_confirm: NotGivenOr[Template] = NOT_GIVEN,
+        cancelled: NotGivenOr[Template] = NOT_GIVEN,
+        timed_out: NotGivenOr[Template] = NOT_GIVEN,
+        still_running: NotGivenOr[Template] = NOT_GIVEN,
+        finished_without_result: NotGivenOr[Template] = NOT_GIVEN,
+        filler: NotGivenOr[Template] = NOT_GIVEN,
+        reply_interrupted: NotGivenOr[Template] = NOT_GIVEN,
+        not_heard: NotGivenOr[Template] = NOT_GIVEN,
+        cancel_refused: NotGivenOr[Template] = NOT_GIVEN,
+        ask: NotGivenOr[Template] = NOT_GIVEN,
+        get_running_tasks_description: NotGivenOr[str] = NOT_GIVEN,
+        cancel_task_description: NotGivenOr[str] = NOT_GIVEN,
+    ) -> None:
+        given = {
+            "update": update,
+            "reply": reply,
+            "duplicate_reject": duplicate_reject,
+            "duplicate_confirm": duplicate_confirm,
+            "cancelled": cancelled,
+            "timed_out": timed_out,
+            "still_running": still_running,
+            "finished_without_result": finished_without_result,
+            "filler": filler,
+            "reply_interrupted": reply_interrupted,
+            "not_heard": not_heard,
+            "cancel_refused": cancel_refused,
+            "ask": ask,
+            "get_running_tasks_description": get_running_tasks_description,
+            "cancel_task_description": cancel_task_description,
+        }
+        self._texts: dict[str, Template] = {
+            k: cast(Template, v) for k, v in given.items() if is_given(v)
+        }
+        for name, template in self._texts.items():
+            check_template(name, template)
+        for name in ("get_running_tasks_description", "cancel_task_description"):
+            if name in self._texts and not isinstance(self._texts[name], str):
+                raise ValueError(f"{name} must be a str")
+
+    def get(self, name: str) -> Template | None:
+        """The template set here for the text ``name``, or None."""
+        return self._texts.get(name)
+
+    def __repr__(self) -> str:
+        return f"Templates({', '.join(sorted(self._texts))})"
+
+
+# templates set on a session, an agent or a run context; weak, so they go with their owner
+_configured: weakref.WeakKeyDictionary[Any, Templates] = weakref.WeakKeyDictionary()
+
+
+def set_templates(target: Any, templates: Templates) -> None:
+    """Set the texts used for ``target``: an ``AgentSession``, an ``Agent``, or the
+    :class:`~livekit.plugins.asynctools.AsyncRunContext` of one call.
+
+    Setting again replaces what was set before on the same target.
+
+    Example::
+
+        set_templates(session, Templates(reply="Tell the user what {pending_call_ids} found."))
+        set_templates(agent, Templates(cancelled="{function_name} stopped ({reason})."))
+    """
+    if not isinstance(templates, Templates):
+        raise TypeError(f"expected a Templates object, got {type(templates).__name__}")
+    _configured[target] = templates
+
+
+def templates_of(target: Any) -> Templates | None:
+    """The :class:`Templates` set on ``target`` with :func:`set_templates`, if any."""
+    try:
+        return _configured.get(target)
+    except TypeError:  # not weak-referenceable: nothing can have been set on it
+        return None
+
+
+def resolve(name: str, layers: Iterable[Templates | None]) -> Template:
+    """The template for ``name`` from the most specific layer (first) that sets it."""
+    for layer in layers:
+        if layer is not None and (template := layer.get(name)) is not None:
+            return template
+    return DEFAULTS[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from typing import Any, Literal, TypeGuard, get_origin, get_type_hints
+from typing import Any, TypeGuard, get_origin, get_type_hints
 
 from livekit.agents import llm
 from livekit.agents.llm.utils import function_arguments_to_pydantic_model
@@ -13,29 +13,31 @@ from livekit.agents.llm.utils import function_arguments_to_pydantic_model
 from . import _compat
 from .background import BackgroundCall
 from .context import AsyncRunContext
+from .events import TaskEvents
 from .log import logger
-from .management import cancel_task, get_running_tasks
+from .management import management_tools
+from .policy import (
+    DEFAULT_FILLER,
+    DUPLICATE_MODES,
+    DuplicateMode,
+    DuplicateScope,
+    EffectivePolicy,
+    Filler,
+    check_policy,
+    effective_policy,
+)
 from .session_scope import session_scope
 from .templates import (
     CANCEL_REASON_CLOSED,
     CANCEL_REASON_REPLACED,
     CONFIRM_DUPLICATE_PARAM,
-    DUPLICATE_CONFIRM,
-    DUPLICATE_REJECT,
+    Templates,
+    render,
+    resolve,
+    templates_of,
 )
 
-DuplicateMode = Literal["allow", "replace", "reject", "confirm"]
-"""What a toolset does when the model calls a tool that is already running:
-
-- ``allow``: run both.
-- ``replace``: cancel the running call (the model is told) and run the new one.
-- ``reject``: tell the model it is running and how to cancel it.
-- ``confirm``: like ``reject``, unless the model re-calls with ``confirm_duplicate=true``.
-"""
-
 _AnyTool = llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any]
-
-_DUPLICATE_MODES: tuple[DuplicateMode, ...] = ("allow", "replace", "reject", "confirm")
 
 
 class AsyncToolset(llm.Toolset):
@@ -60,9 +62,24 @@ class AsyncToolset(llm.Toolset):
         on_duplicate_call: What to do when the model calls a tool that is already
             running in this session: ``allow``, ``replace``, ``reject`` or ``confirm``
             (see :data:`DuplicateMode`).
+        duplicate_scope: What makes a call a duplicate: the same tool (``name``) or the
+            same tool with the same arguments (``name_and_args``).
+        timeout: Seconds after which a call is cancelled and recorded as timed out
+            (``timed_out`` template); None for no limit.
+        soft_deadline: Seconds after which the model is told a call is still running
+            (``still_running`` template); None for never.
+        filler: What the agent says while a call runs with nothing said about it
+            (:class:`Filler`); None for nothing. Defaults to a model-written line after
+            20 s of silence, at most 3 times.
+        cancellable: Whether ``cancel_task`` may cancel this toolset's calls.
+        templates: Texts for this toolset's calls (:class:`Templates`); its tool
+            descriptions are set here too.
+
+    Each of these is the default of the toolset's tools; a tool overrides any of them
+    with :func:`tool_policy`. ``toolset.events`` emits the lifecycle of its calls.
 
     Raises:
-        ValueError: ``on_duplicate_call`` is not one of the four modes.
+        ValueError: An option has a value it cannot take.
 
     Example::
 
@@ -87,17 +104,41 @@ class AsyncToolset(llm.Toolset):
         id: str,
         tools: Sequence[llm.Tool | llm.Toolset] | None = None,
         on_duplicate_call: DuplicateMode = "confirm",
+        duplicate_scope: DuplicateScope = "name",
+        timeout: float | None = None,
+        soft_deadline: float | None = None,
+        filler: Filler | None = DEFAULT_FILLER,
+        cancellable: bool = True,
+        templates: Templates | None = None,
     ) -> None:
-        if on_duplicate_call not in _DUPLICATE_MODES:
+        if on_duplicate_call not in DUPLICATE_MODES:
             raise ValueError(
-                f"on_duplicate_call must be one of {', '.join(_DUPLICATE_MODES)}, "
+                f"on_duplicate_call must be one of {', '.join(DUPLICATE_MODES)}, "
                 f"got {on_duplicate_call!r}"
             )
+        check_policy(
+            duplicate_scope=duplicate_scope,
+            timeout=timeout,
+            soft_deadline=soft_deadline,
+            filler=filler,
+            cancellable=cancellable,
+            templates=templates if templates is not None else Templates(),
+        )
         given = list(tools) if tools is not None else []
         # nested AsyncToolsets lend their tools, so the task tools are offered only once
         self._nested = [t for t in given if isinstance(t, AsyncToolset)]
         super().__init__(id=id, tools=[t for t in given if not isinstance(t, AsyncToolset)])
-        self._on_duplicate_call: DuplicateMode = on_duplicate_call
+        self._defaults = EffectivePolicy(
+            on_duplicate=on_duplicate_call,
+            duplicate_scope=duplicate_scope,
+            timeout=timeout,
+            soft_deadline=soft_deadline,
+            filler=filler,
+            cancellable=cancellable,
+            tool_templates=None,
+            toolset_templates=templates,
+        )
+        self._events = TaskEvents()
         self._calls: set[BackgroundCall] = set()
         # bound once and shared by every call, rather than a new callback per call
         self._forget_call = self._calls.discard
@@ -106,12 +147,22 @@ class AsyncToolset(llm.Toolset):
         ]
         for nested in self._nested:
             self._own_tools.extend(nested._own_tools)
-        self._tools = [*self._own_tools, get_running_tasks, cancel_task]
+        self._tools = [*self._own_tools, *management_tools(templates)]
 
     @property
     def on_duplicate_call(self) -> DuplicateMode:
-        """The duplicate policy of this toolset."""
-        return self._on_duplicate_call
+        """The duplicate policy of this toolset (its tools' default)."""
+        return self._defaults.on_duplicate
+
+    @property
+    def events(self) -> TaskEvents:
+        """The lifecycle events of this toolset's calls (see :mod:`.events`).
+
+        Example::
+
+            toolset.events.on("task_updated", lambda ev: print(ev.progress.fraction))
+        """
+        return self._events
 
     async def aclose(self) -> None:
         """Cancel every call this toolset (and those nested in it) still runs; the model is
@@ -125,7 +176,8 @@ class AsyncToolset(llm.Toolset):
 
     def _run_in_background(self, tool: _AnyTool) -> llm.RawFunctionTool[Any, Any]:
         schema = _raw_schema(tool)
-        if self._on_duplicate_call == "confirm":
+        policy = effective_policy(tool, self._defaults)
+        if policy.on_duplicate == "confirm":
             schema["parameters"].setdefault("properties", {})[CONFIRM_DUPLICATE_PARAM] = {
                 "type": "boolean",
                 "description": "Set to true only when the user confirmed they want a second "
@@ -136,7 +188,7 @@ class AsyncToolset(llm.Toolset):
         async def call_in_background(
             ctx: _compat.RunContext[Any], raw_arguments: dict[str, Any]
         ) -> Any:
-            return await self._call(tool, ctx, dict(raw_arguments))
+            return await self._call(tool, policy, ctx, dict(raw_arguments))
 
         return llm.function_tool(
             call_in_background,
@@ -148,13 +200,16 @@ class AsyncToolset(llm.Toolset):
     async def _call(
         self,
         tool: _AnyTool,
+        policy: EffectivePolicy,
         run_ctx: _compat.RunContext[Any],
         raw_arguments: dict[str, Any],
     ) -> Any:
         """Core's view of one call: returns the call's first update, result or error."""
         scope = session_scope(run_ctx.session)
         confirmed = bool(raw_arguments.pop(CONFIRM_DUPLICATE_PARAM, False))
-        refusal = await self._apply_duplicate_policy(scope, run_ctx.function_call.name, confirmed)
+        refusal = await self._apply_duplicate_policy(
+            scope, policy, run_ctx, raw_arguments, confirmed
+        )
         if refusal is not None:
             logger.debug(
                 "duplicate background call refused",
@@ -168,34 +223,69 @@ class AsyncToolset(llm.Toolset):
             raw_arguments=raw_arguments,
             toolset_id=self.id,
             scope=scope,
+            policy=policy,
+            toolset_events=self._events,
         )
         call.start()
         self._calls.add(call)
         call.add_done_callback(self._forget_call)
         return await call.first_output()
 
-    async def _apply_duplicate_policy(self, scope: Any, name: str, confirmed: bool) -> str | None:
+    async def _apply_duplicate_policy(
+        self,
+        scope: Any,
+        policy: EffectivePolicy,
+        run_ctx: _compat.RunContext[Any],
+        arguments: dict[str, Any],
+        confirmed: bool,
+    ) -> str | None:
         """None to go ahead, or the text that tells the model why not."""
-        if self._on_duplicate_call == "allow":
+        if policy.on_duplicate == "allow":
             return None
+        name = run_ctx.function_call.name
         running = [
-            c for c in scope.calls if c.function_call.name == name and c.toolset_id == self.id
+            c
+            for c in scope.calls
+            if c.function_call.name == name
+            and c.toolset_id == self.id
+            and (policy.duplicate_scope == "name" or _same_arguments(c, arguments))
         ]
         if not running:
             return None
-        if self._on_duplicate_call == "replace":
+        if policy.on_duplicate == "replace":
             for call in running:
                 await call.cancel(CANCEL_REASON_REPLACED)
             return None
-        if self._on_duplicate_call == "confirm" and confirmed:
+        if policy.on_duplicate == "confirm" and confirmed:
             return None
-        listing = "\n".join(json.dumps(_describe(c.function_call)) for c in running)
-        template = DUPLICATE_REJECT if self._on_duplicate_call == "reject" else DUPLICATE_CONFIRM
-        return template.format(
-            function_name=name,
-            running_fnc_calls=listing,
-            confirm_param=CONFIRM_DUPLICATE_PARAM,
+        session = run_ctx.session
+        which = "duplicate_reject" if policy.on_duplicate == "reject" else "duplicate_confirm"
+        layers = (
+            policy.tool_templates,
+            policy.toolset_templates,
+            templates_of(session.current_agent),
+            templates_of(session),
         )
+        return render(
+            resolve(which, layers),
+            {
+                "function_name": name,
+                "running_fnc_calls": "\n".join(
+                    json.dumps(_describe(c.function_call)) for c in running
+                ),
+                "confirm_param": CONFIRM_DUPLICATE_PARAM,
+            },
+        )
+
+
+def _same_arguments(call: BackgroundCall, arguments: dict[str, Any]) -> bool:
+    try:
+        theirs = json.loads(call.function_call.arguments or "{}")
+    except ValueError:
+        return False
+    if isinstance(theirs, dict):
+        theirs.pop(CONFIRM_DUPLICATE_PARAM, None)
+    return bool(theirs == arguments)
 
 
 def _describe(fnc_call: llm.FunctionCall) -> dict[str, str]:

@@ -1,0 +1,284 @@
+"""Lifecycle events of background calls, with their structured progress.
+
+Listen per toolset (``toolset.events``) or per session (:func:`task_events`); both
+emit the same typed events, on every supported livekit-agents release:
+
+==================== ======================= ==========================================
+event name           payload                 when
+==================== ======================= ==========================================
+``task_started``     :class:`TaskStarted`    the call started running
+``task_updated``     :class:`TaskUpdated`    ``ctx.update()`` (the first one included)
+``reply_scheduled``  :class:`ReplyEvent`     a deferred reply was asked for
+``reply_heard``      :class:`ReplyEvent`     it played out in full
+``reply_interrupted`` :class:`ReplyEvent`    the user cut it off (it will be given again)
+``reply_not_given``  :class:`ReplyEvent`     the session ended before it was given
+``task_ended``       :class:`TaskEnded`      done, error, cancelled or timed_out
+==================== ======================= ==========================================
+
+On livekit-agents 1.6+ core's own ``tool_execution_updated`` event is kept honest as
+well (see ``_compat.ToolLifecycle``).
+
+Example::
+
+    from livekit.plugins.asynctools import task_events
+
+    @task_events(session).on("task_updated")
+    def on_progress(ev: TaskUpdated) -> None:
+        print(ev.call_id, ev.progress.fraction, ev.progress.stage)
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from livekit.agents import utils
+
+from . import _compat
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+DeliveryMode = Literal["idle", "silent", "now"]
+"""How an update or a result reaches the user:
+
+- ``idle`` (default): spoken when the agent and the user are both idle.
+- ``silent``: recorded for the model, never spoken; it never starts a reply, and the
+  model sees it in its next one. A silent first update releases the turn without the
+  model speaking.
+- ``now``: spoken as soon as the user is not speaking, cutting off the agent's current
+  speech when that speech allows interruptions; never cuts off the user.
+"""
+
+DELIVERY_MODES: tuple[DeliveryMode, ...] = ("idle", "silent", "now")
+
+TaskStatus = Literal["done", "error", "cancelled", "timed_out"]
+"""How a background call ended."""
+
+TaskEventName = Literal[
+    "task_started",
+    "task_updated",
+    "reply_scheduled",
+    "reply_heard",
+    "reply_interrupted",
+    "reply_not_given",
+    "task_ended",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Structured progress of a call, as its last update gave it (None: not given).
+
+    Attributes:
+        fraction: Fraction done, from 0 to 1.
+        stage: Name of the current stage.
+        seconds_left: Estimated seconds until the call is done.
+    """
+
+    fraction: float | None = None
+    stage: str | None = None
+    seconds_left: float | None = None
+
+    @staticmethod
+    def checked(*, fraction: Any, stage: Any, seconds_left: Any) -> Progress:
+        """A progress from ``ctx.update()`` arguments (None where not given).
+
+        Raises:
+            ValueError: ``fraction`` is not a number from 0 to 1, ``stage`` is not a
+                non-empty string, or ``seconds_left`` is not a number >= 0.
+        """
+        if fraction is not None and not (_real(fraction) and 0.0 <= fraction <= 1.0):
+            raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+        if stage is not None and not (isinstance(stage, str) and stage.strip()):
+            raise ValueError(f"stage must be a non-empty string, got {stage!r}")
+        if seconds_left is not None and not (_real(seconds_left) and seconds_left >= 0):
+            raise ValueError(f"seconds_left must be a number >= 0, got {seconds_left!r}")
+        return Progress(
+            fraction=None if fraction is None else float(fraction),
+            stage=stage,
+            seconds_left=None if seconds_left is None else float(seconds_left),
+        )
+
+    def describe(self) -> str:
+        """A short text for the model: ``" (40% done, stage: booking, about 12 s left)"``."""
+        parts = []
+        if self.fraction is not None:
+            parts.append(f"{self.fraction:.0%} done")
+        if self.stage is not None:
+            parts.append(f"stage: {self.stage}")
+        if self.seconds_left is not None:
+            parts.append(f"about {self.seconds_left:.0f} s left")
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set, for JSON."""
+        return {
+            k: v
+            for k, v in (
+                ("fraction", self.fraction),
+                ("stage", self.stage),
+                ("seconds_left", self.seconds_left),
+            )
+            if v is not None
+        }
+
+
+NO_PROGRESS = Progress()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """A background call started running.
+
+    Attributes:
+        call_id: The model's call id.
+        function_name: The tool's name.
+        toolset_id: Id of the toolset running it.
+        arguments: The model's arguments, as JSON text (may hold personal data).
+    """
+
+    call_id: str
+    function_name: str
+    toolset_id: str
+    arguments: str
+    type: Literal["task_started"] = "task_started"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdated:
+    """A call reported progress with ``ctx.update()``.
+
+    Attributes:
+        call_id: The model's call id.
+        update_id: The output's call id: ``call_id`` for the first update (the tool's
+            answer), ``<call_id>_update_<n>`` after.
+        message: The message as the tool gave it, before any template.
+        delivery: How it reaches the user.
+        progress: Its structured progress.
+    """
+
+    call_id: str
+    update_id: str
+    message: str
+    delivery: DeliveryMode
+    progress: Progress = NO_PROGRESS
+    type: Literal["task_updated"] = "task_updated"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """A deferred reply covering one or more updates and results.
+
+    Attributes:
+        status: ``scheduled``, ``heard``, ``interrupted`` or ``not_given``.
+        update_ids: The outputs it covers (``<call_id>_update_<n>``, ``_finished``...).
+        speech_id: Id of the reply's speech handle; empty when it was never given.
+        heard: For ``interrupted``, the part the user heard.
+    """
+
+    status: Literal["scheduled", "heard", "interrupted", "not_given"]
+    update_ids: list[str]
+    speech_id: str = ""
+    heard: str = ""
+    type: Literal["reply"] = "reply"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnded:
+    """A call ended, with exactly one record of how.
+
+    Attributes:
+        call_id: The model's call id.
+        status: ``done``, ``error``, ``cancelled`` or ``timed_out``.
+        record_id: The call id of the record in the chat (``<call_id>_finished``,
+            ``_cancelled``, ``_timed_out``), or ``call_id`` when the call ended before
+            its first update and core recorded it as an ordinary tool call.
+        message: The result or record text; None for an error (its text is not shown).
+    """
+
+    call_id: str
+    status: TaskStatus
+    record_id: str
+    message: str | None = None
+    type: Literal["task_ended"] = "task_ended"
+
+
+class TaskEvents(utils.EventEmitter[TaskEventName]):
+    """An emitter of background-call lifecycle events (see the module's table).
+
+    Example::
+
+        toolset.events.on("task_ended", lambda ev: print(ev.call_id, ev.status))
+    """
+
+
+_session_events: weakref.WeakKeyDictionary[AgentSession[Any], TaskEvents] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def task_events(session: AgentSession[Any]) -> TaskEvents:
+    """The lifecycle events of every background call of ``session``, from any toolset.
+
+    Example::
+
+        task_events(session).on("reply_interrupted", lambda ev: print(ev.update_ids))
+    """
+    events = _session_events.get(session)
+    if events is None:
+        events = _session_events[session] = TaskEvents()
+    return events
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Reports one session's call lifecycle to the toolsets' and the session's listeners
+    and, on 1.6+, to core's ``tool_execution_updated``."""
+
+    session_events: TaskEvents
+    core: _compat.ToolLifecycle
+
+    @staticmethod
+    def of(session: AgentSession[Any]) -> Lifecycle:
+        return Lifecycle(session_events=task_events(session), core=_compat.ToolLifecycle(session))
+
+    def emit(self, name: TaskEventName, ev: Any, toolset_events: TaskEvents | None) -> None:
+        """Send ``ev`` to the session's listeners and the toolset's."""
+        self.session_events.emit(name, ev)
+        if toolset_events is not None:
+            toolset_events.emit(name, ev)
+
+    def started(self, ev: TaskStarted, toolset_events: TaskEvents | None) -> None:
+        self.emit("task_started", ev, toolset_events)
+
+    def updated(self, ev: TaskUpdated, toolset_events: TaskEvents | None) -> None:
+        self.emit("task_updated", ev, toolset_events)
+        if ev.update_id != ev.call_id:  # core reported the first one itself
+            self.core.updated(
+                entry_id=ev.update_id,
+                call_id=ev.call_id,
+                message=ev.message,
+                silent=ev.delivery == "silent",
+            )
+
+    def reply(self, ev: ReplyEvent, toolsets: list[TaskEvents | None]) -> None:
+        self.session_events.emit(f"reply_{ev.status}", ev)  # type: ignore[arg-type]
+        for events in dict.fromkeys(t for t in toolsets if t is not None):
+            events.emit(f"reply_{ev.status}", ev)  # type: ignore[arg-type]
+        self.core.reply(update_ids=ev.update_ids, status=ev.status, speech_id=ev.speech_id)
+
+    def ended(self, ev: TaskEnded, toolset_events: TaskEvents | None) -> None:
+        self.emit("task_ended", ev, toolset_events)
+        if ev.record_id != ev.call_id:  # before its first update core saw it end itself
+            self.core.ended(
+                call_id=ev.call_id,
+                status="cancelled" if ev.status == "timed_out" else ev.status,
+                message=ev.message,
+            )
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
