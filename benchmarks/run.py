@@ -79,15 +79,22 @@ def _core_toolset_class() -> Any:
     return async_toolset
 
 
-def build_tools(impl: str, gate: Gate, *, updates: int = 0) -> list[Any]:
-    """The benchmark tool ``job`` for ``impl``: first update, ``updates`` more, a result."""
+def build_tools(impl: str, gate: Gate, *, updates: int = 0, progress: bool = False) -> list[Any]:
+    """The benchmark tool ``job`` for ``impl``: first update, ``updates`` more, a result.
+
+    With ``progress``, each later update also carries a fraction, a stage and a time left.
+    """
     core = _core_toolset_class()
 
     async def body(ctx: Any, n: int) -> str:
         await ctx.update(f"job {n} started")
         await gate.event.wait()
         for i in range(updates):
-            await ctx.update(f"job {n} step {i}")
+            if progress:
+                done = (i + 1) / updates
+                await ctx.update(f"job {n} step {i}", progress=done, stage="step", seconds_left=i)
+            else:
+                await ctx.update(f"job {n} step {i}")
         return f"job {n} done"
 
     if impl == "asynctools":
@@ -160,9 +167,17 @@ class Probe:
 
 
 async def _session(
-    impl: str, gate: Gate, probe: Probe, *, history: int = 0, updates: int = 0
+    impl: str,
+    gate: Gate,
+    probe: Probe,
+    *,
+    history: int = 0,
+    updates: int = 0,
+    progress: bool = False,
 ) -> Any:
-    agent = Agent(instructions="bench", tools=build_tools(impl, gate, updates=updates))
+    agent = Agent(
+        instructions="bench", tools=build_tools(impl, gate, updates=updates, progress=progress)
+    )
     if history:
         ctx = agent.chat_ctx.copy()
         for i in range(history):
@@ -233,10 +248,12 @@ async def call_overhead(impl: str) -> float:
         await session.aclose()
 
 
-async def update_cost(impl: str, history: int, burst: int) -> float:
-    """Seconds per update, `burst` updates in a row from one call, `history` chat items."""
+async def update_cost(impl: str, history: int, burst: int, *, progress: bool = False) -> float:
+    """Seconds per update, `burst` updates in a row from one call, `history` chat items.
+
+    With ``progress`` the updates carry structured progress (asynctools only)."""
     gate, probe = Gate(), Probe(1)
-    session = await _session(impl, gate, probe, history=history, updates=burst)
+    session = await _session(impl, gate, probe, history=history, updates=burst, progress=progress)
     try:
         await session.run(user_input="go")
         agent = session.current_agent
@@ -330,6 +347,19 @@ async def main(quick: bool, out: Path | None) -> int:
             }
             kind = "burst of 16" if burst == 16 else "isolated"
             rows.append((f"one update, {kind}, {history} chat items", res, "s"))
+        # target: an update with structured progress costs at most 1.2x a plain one
+        without = await rounds(lambda h=history: update_cost("asynctools", h, 16), n)
+        with_progress = await rounds(
+            lambda h=history: update_cost("asynctools", h, 16, progress=True), n
+        )
+        rows.append(
+            (
+                f"one update with structured progress, burst of 16, {history} chat items "
+                f"({with_progress / without:.2f}x one without, same run)",
+                {"asynctools": with_progress},
+                "s",
+            )
+        )
 
     tasks = 50 if quick else 200
     heap = {i: await heap_per_task(i, tasks) for i in [*impls, "plain"]}
@@ -353,7 +383,11 @@ async def main(quick: bool, out: Path | None) -> int:
         return f"{v:.0f} B" if unit == "B" else f"{v:.0f}"
 
     for name, res, unit in rows:
-        ratio = res["core"] / res["asynctools"] if res.get("asynctools") else float("nan")
+        ratio = (
+            res["core"] / res["asynctools"]
+            if res.get("asynctools") and res.get("core")
+            else float("nan")
+        )
         lines.append(
             f"| {name} | {fmt(res.get('asynctools'), unit)} | {fmt(res.get('core'), unit)} | "
             f"{fmt(res.get('plain'), unit)} | {ratio:.2f}x |"

@@ -26,7 +26,7 @@ from livekit.agents import (
     function_tool,
 )
 from livekit.plugins import openai
-from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, Filler, tool_policy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from flights import TravelBackend  # noqa: E402
@@ -45,12 +45,17 @@ INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers 
 
 
 class TravelTools(AsyncToolset):
-    """The background tools: flight search-and-book and hotel reservation."""
+    """The background tools: flight search-and-book and hotel reservation.
+
+    The flight search says a filler line if nothing about it was said for 8 s; the hotel
+    reservation gives up after 60 s (the model is told it timed out).
+    """
 
     def __init__(self, backend: TravelBackend) -> None:
         super().__init__(id="travel", on_duplicate_call="confirm")
         self._backend = backend
 
+    @tool_policy(filler=Filler(after=8, lines=["Still looking for the best flight..."]))
     @function_tool
     async def search_and_book_flight(
         self, ctx: AsyncRunContext, origin: str, destination: str, date: str
@@ -62,13 +67,21 @@ class TravelTools(AsyncToolset):
             destination: City the user flies to.
             date: Travel date, as the user said it (e.g. "2026-12-03").
         """
-        await ctx.update(f"Searching flights from {origin} to {destination} on {date}.")
+        await ctx.update(
+            f"Searching flights from {origin} to {destination} on {date}.",
+            progress=0.0,
+            stage="search",
+        )
         flights = await self._backend.search_flights(origin, destination, date)
         best = flights[0]
         await ctx.update(
             f"Found {len(flights)} flights. The cheapest is {best.number} at {best.departs} "
-            f"for {best.price_eur} euros; booking it now."
+            f"for {best.price_eur} euros; booking it now.",
+            progress=0.5,
+            stage="booking",
         )
+        # for the model only: it may use the fare later, the user needs no extra sentence
+        await ctx.update(f"Fare of {best.price_eur} euros locked.", delivery="silent")
         booking = await self._backend.book(best)
         return {
             "booking_reference": booking.reference,
@@ -77,6 +90,7 @@ class TravelTools(AsyncToolset):
             "price_eur": best.price_eur,
         }
 
+    @tool_policy(timeout=60)
     @function_tool
     async def reserve_hotel(self, ctx: AsyncRunContext, city: str, nights: int) -> dict[str, Any]:
         """Reserve a hotel.

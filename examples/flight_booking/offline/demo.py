@@ -33,6 +33,7 @@ from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import flight_scenario  # noqa: E402
 from user_voice import speak  # noqa: E402
 
+from livekit.plugins.asynctools import TaskUpdated, task_events  # noqa: E402
 from livekit.plugins.asynctools.testing.audio import (  # noqa: E402
     RealTimeSpeaker,
     ScriptedMicrophone,
@@ -67,19 +68,29 @@ def _watch(session: Any, transcript: Transcript) -> None:
             cut = " (interrupted)" if getattr(item, "interrupted", False) else ""
             transcript.add("agent", item.text_content + cut)
 
-    def on_tool(ev: Any) -> None:
-        update = ev.update
-        if update.type == "tool_call_started":
-            transcript.add(
-                "task", f"{update.function_call.name} started ({update.function_call.call_id})"
-            )
-        elif update.type == "tool_call_updated":
-            transcript.add("task", f"{update.id}: {update.message.splitlines()[0]}")
-        elif update.type == "tool_call_ended" and update.id.endswith("_final"):
-            transcript.add("task", f"{update.call_id} ended: {update.status}")
+    # the plugin's typed task events, the same on every livekit-agents release
+    events = task_events(session)
+    events.on(
+        "task_started",
+        lambda ev: transcript.add("task", f"{ev.function_name} started ({ev.call_id})"),
+    )
 
+    def on_update(ev: TaskUpdated) -> None:
+        if ev.update_id == ev.call_id:
+            return  # the call's own answer: the agent says it at once
+        progress = ev.progress.describe() if ev.delivery != "silent" else " (silent)"
+        transcript.add("task", f"{ev.update_id}: {ev.message.splitlines()[0]}{progress}")
+
+    events.on("task_updated", on_update)
+    events.on(
+        "task_ended",
+        lambda ev: (
+            transcript.add("task", f"{ev.call_id} ended: {ev.status}")
+            if ev.record_id != ev.call_id
+            else None
+        ),
+    )
     session.on("conversation_item_added", on_item)
-    session.on("tool_execution_updated", on_tool)
 
 
 async def run_pipeline(

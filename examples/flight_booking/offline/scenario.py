@@ -13,6 +13,10 @@ from typing import Any
 from openai_server import Answer, Message, Rule, Scenario
 
 RESULTS_MARKER = "New results arrived"
+FILLER_MARKER = "Say exactly this, and nothing else:"
+
+# the message of an update, without the structured progress the plugin appends to it
+_PROGRESS = re.compile(r"reported progress: (.*?)(?: \((?:\d+% done|stage: |about )[^()]*\))?\n")
 
 
 def _text(message: Message) -> str:
@@ -90,7 +94,7 @@ def _results_answer(messages: list[Message]) -> Answer:
             spoken.append(f"Your hotel is reserved, reference {hotel.group()}.")
         elif "was cancelled" in out:
             spoken.append("The hotel search is cancelled.")
-        elif found := re.search(r"reported progress: (.*?)\n", out):
+        elif found := _PROGRESS.search(out):
             spoken.append(found.group(1))
     return Answer(text=" ".join(spoken) or "Still working on it.", tool_calls=tuple(calls))
 
@@ -107,7 +111,7 @@ def _emailed(messages: list[Message]) -> set[str]:
 
 def _first_update_answer(messages: list[Message]) -> Answer:
     out = _text(messages[-1])
-    if found := re.search(r"reported progress: (.*?)\n", out):
+    if found := _PROGRESS.search(out):
         return Answer(text=f"Sure! {found.group(1)} I'll keep you posted.")
     return Answer(text="Done.")
 
@@ -157,6 +161,13 @@ def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
         seconds_per_char=seconds_per_char,
         rules=[
             Rule("speak background results", _is_results_request, _results_answer),
+            Rule(
+                "say a filler line",
+                lambda m: (
+                    m[-1].get("role") in ("system", "developer") and FILLER_MARKER in _text(m[-1])
+                ),
+                lambda m: Answer(text=_text(m[-1]).split(FILLER_MARKER, 1)[1].strip().strip('"')),
+            ),
             Rule(
                 "confirm the email",
                 _last_tool_output_of("send_confirmation_email"),
