@@ -368,6 +368,33 @@ async def test_the_demo_conversation_reaches_its_outcome_in_realtime_mode() -> N
     assert -1 not in positions and positions == sorted(positions), transcript.lines
 
 
+async def test_progress_and_a_silent_update_reach_the_realtime_model_unspoken() -> None:
+    """In the demo's realtime conversation, the flight's structured progress reaches the
+    model inside its outputs, and the silent "fare locked" update is in the model's
+    conversation while no response is ever asked about it and no line of it is heard."""
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.004)) as server:
+        transcript = Transcript()
+        problems = await run_realtime(server, transcript, speed=4.0)
+        outputs = {
+            i["call_id"]: i["output"]
+            for i in server.realtime.conversation
+            if i.get("type") == "function_call_output"
+        }
+        asked = [
+            e.get("response", {}).get("instructions") or ""
+            for e in server.realtime.received("response.create")
+        ]
+
+    assert problems == []
+    flight = next(cid for cid, out in outputs.items() if "Searching flights" in out)
+    assert "(0% done, stage: search)" in outputs[flight]
+    assert "(50% done, stage: booking)" in outputs[f"{flight}_update_1"]
+    assert "Fare of 192 euros locked" in outputs[f"{flight}_update_2"]
+    assert not any(f"{flight}_update_2" in a for a in asked)
+    assert any(f"{flight}_update_1" in a for a in asked)
+    assert not [line for line in transcript.lines if " agent  " in line and "locked" in line]
+
+
 async def test_closing_while_a_result_reaches_the_model_loses_nothing_and_logs_nothing(
     sockets: list[Any],
 ) -> None:
