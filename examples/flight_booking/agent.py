@@ -39,6 +39,7 @@ INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers 
   you as tool outputs, tell the user about them.
 - Once a flight is booked, call send_confirmation_email with its booking reference.
 - If the user asks what is running, call get_running_tasks; to stop one, cancel_task.
+- When you are asked to ask the user something, ask exactly that, briefly.
 - If a tool answers that the same booking is already running, ask the user whether they
   really want a second one; only if they say yes, call it again with confirm_duplicate
   set to true."""
@@ -47,20 +48,40 @@ INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers 
 class TravelTools(AsyncToolset):
     """The background tools: flight search-and-book and hotel reservation.
 
-    The flight search says a filler line if nothing about it was said for 8 s; the hotel
-    reservation gives up after 60 s (the model is told it timed out).
+    The flight reports structured progress, keeps the locked fare for the model alone (a
+    silent update), asks the user before paying (holding the floor, so no other result
+    interrupts the question), and says a filler line if the booking runs long in
+    silence. The hotel reservation gives up after 60 s, and the model is told it timed
+    out.
+
+    Args:
+        backend: The travel backend.
+        confirm_payment: Ask the user before paying for a flight.
+        booking_filler: Say a filler line when a booking runs long in silence.
     """
 
-    def __init__(self, backend: TravelBackend) -> None:
+    def __init__(
+        self, backend: TravelBackend, *, confirm_payment: bool = True, booking_filler: bool = True
+    ) -> None:
         super().__init__(id="travel", on_duplicate_call="confirm")
         self._backend = backend
+        self._confirm_payment = confirm_payment
+        # once a quarter of the usual booking time passed in silence (at least 1 s), once
+        self._booking_filler = (
+            Filler(
+                after=max(backend.booking_seconds / 4, 1.0),
+                lines=["Still booking your flight, one moment."],
+                max_count=1,
+            )
+            if booking_filler
+            else None
+        )
 
-    @tool_policy(filler=Filler(after=8, lines=["Still looking for the best flight..."]))
     @function_tool
     async def search_and_book_flight(
         self, ctx: AsyncRunContext, origin: str, destination: str, date: str
-    ) -> dict[str, Any]:
-        """Search flights and book the cheapest one.
+    ) -> dict[str, Any] | str:
+        """Search flights and book the cheapest one, once the user agrees to pay.
 
         Args:
             origin: City the user flies from.
@@ -76,13 +97,19 @@ class TravelTools(AsyncToolset):
         best = flights[0]
         await ctx.update(
             f"Found {len(flights)} flights. The cheapest is {best.number} at {best.departs} "
-            f"for {best.price_eur} euros; booking it now.",
+            f"for {best.price_eur} euros.",
             progress=0.5,
-            stage="booking",
+            stage="payment",
         )
         # for the model only: it may use the fare later, the user needs no extra sentence
         await ctx.update(f"Fare of {best.price_eur} euros locked.", delivery="silent")
-        booking = await self._backend.book(best)
+        if self._confirm_payment:
+            async with ctx.foreground():
+                answer = await ctx.ask(f"Shall I pay {best.price_eur} euros for {best.number}?")
+            if not is_yes(answer):
+                return f"The user did not agree to pay {best.price_eur} euros: nothing was booked."
+        async with ctx.with_filler(self._booking_filler):
+            booking = await self._backend.book(best)
         return {
             "booking_reference": booking.reference,
             "flight": best.number,
@@ -108,11 +135,26 @@ class TravelTools(AsyncToolset):
         }
 
 
-class FlightAgent(Agent):
-    """The travel agent: background travel tools and an email tool."""
+def is_yes(answer: str) -> bool:
+    """Whether the user's answer agrees."""
+    words = answer.lower().replace(",", " ").replace(".", " ").replace("!", " ").split()
+    return any(w in ("yes", "yeah", "sure", "ok", "okay", "go") for w in words)
 
-    def __init__(self, *, backend: TravelBackend) -> None:
-        super().__init__(instructions=INSTRUCTIONS, tools=[TravelTools(backend)])
+
+class FlightAgent(Agent):
+    """The travel agent: background travel tools and an email tool.
+
+    Args:
+        backend: The travel backend.
+        confirm_payment: Ask the user before paying for a flight.
+        booking_filler: Say a filler line when a booking runs long in silence.
+    """
+
+    def __init__(
+        self, *, backend: TravelBackend, confirm_payment: bool = True, booking_filler: bool = True
+    ) -> None:
+        tools = TravelTools(backend, confirm_payment=confirm_payment, booking_filler=booking_filler)
+        super().__init__(instructions=INSTRUCTIONS, tools=[tools])
         self._backend = backend
 
     @function_tool

@@ -76,6 +76,11 @@ class TravelBackend:
         self._hotel = hotel_latency / speed
         self.emails: list[str] = []
 
+    @property
+    def booking_seconds(self) -> float:
+        """How long a booking takes, in seconds (speed included)."""
+        return self._booking
+
     @classmethod
     def from_env(cls) -> TravelBackend:
         """A backend configured from the environment (defaults: the realistic latencies)."""

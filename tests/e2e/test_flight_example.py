@@ -20,6 +20,7 @@ sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
 from agent import FlightAgent  # noqa: E402
 from demo import (  # noqa: E402
     USER_LINES,
+    YES_LINE,
     Transcript,
     _until,
     pipeline_session,
@@ -47,9 +48,11 @@ async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_
 
     assert problems == []
     heard = [line.split("heard  ", 1)[1] for line in transcript.lines if " heard  " in line]
-    assert heard[: len(USER_LINES)] == USER_LINES  # what the STT client was sent, transcribed
+    # what the STT client was sent, transcribed: the script, and the payment answer once
+    assert [h for h in heard if h != YES_LINE][: len(USER_LINES)] == USER_LINES
+    assert heard.count(YES_LINE) == 1
     transcribed = [r for r in server.requests if r.path == "/v1/audio/transcriptions"]
-    assert len(transcribed) >= len(USER_LINES) + 1
+    assert len(transcribed) >= len(USER_LINES) + 2
     agent_lines = _agent_lines(transcript)
 
     def said(start: str) -> int:
@@ -59,6 +62,9 @@ async def test_the_pipeline_conversation_reaches_its_outcome_through_the_openai_
     flight = [
         "Sure! Searching flights",
         "Found 3 flights.",
+        "Shall I pay 192 euros for LK992?",
+        "Great, paying now.",
+        "Still booking your flight",
         "Your flight is booked",
         "I've emailed",
     ]
@@ -90,7 +96,9 @@ async def test_the_user_barging_in_on_a_deferred_reply_hears_it_again_afterwards
         transcript = Transcript()
         session, microphone = pipeline_session(server, transcript, lines=[USER_LINES[0], question])
         backend = TravelBackend(search_latency=0.5, booking_latency=60, hotel_latency=60)
-        await session.start(FlightAgent(backend=backend))
+        await session.start(
+            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
+        )
         try:
             await speak_into(microphone, USER_LINES[0])
             await _until(lambda: len(_agent_lines(transcript)) == 1, timeout=15)

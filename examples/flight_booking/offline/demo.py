@@ -33,7 +33,7 @@ from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import flight_scenario  # noqa: E402
 from user_voice import speak  # noqa: E402
 
-from livekit.plugins.asynctools import TaskUpdated, task_events  # noqa: E402
+from livekit.plugins.asynctools import TaskStarted, TaskUpdated, task_events  # noqa: E402
 from livekit.plugins.asynctools.testing.audio import (  # noqa: E402
     RealTimeSpeaker,
     ScriptedMicrophone,
@@ -46,6 +46,11 @@ USER_LINES = [
     "No. What's running?",
 ]
 CANCEL_LINE = "Cancel the hotel."
+YES_LINE = "Yes, pay it."
+PAYMENT_QUESTION = "Shall I pay"
+FILLER_LINE = "Still booking your flight"
+# how long the user waits, once the agent is quiet, before speaking (and checks again)
+REACTION_TIME = 0.3
 
 
 class Transcript:
@@ -70,10 +75,12 @@ def _watch(session: Any, transcript: Transcript) -> None:
 
     # the plugin's typed task events, the same on every livekit-agents release
     events = task_events(session)
-    events.on(
-        "task_started",
-        lambda ev: transcript.add("task", f"{ev.function_name} started ({ev.call_id})"),
-    )
+
+    def on_start(ev: TaskStarted) -> None:
+        limit = f", times out after {ev.timeout:g} s" if ev.timeout is not None else ""
+        transcript.add("task", f"{ev.function_name} started ({ev.call_id}{limit})")
+
+    events.on("task_started", on_start)
 
     def on_update(ev: TaskUpdated) -> None:
         if ev.update_id == ev.call_id:
@@ -113,15 +120,19 @@ async def run_pipeline(
         search_latency=4.0, booking_latency=8.0, hotel_latency=30.0, speed=speed
     )
     session, microphone = pipeline_session(
-        server, transcript, lines=[*USER_LINES, CANCEL_LINE], vad=vad
+        server, transcript, lines=[*USER_LINES, YES_LINE, CANCEL_LINE], vad=vad
     )
 
-    async def say(line: str) -> None:
+    async def say(choose: Any) -> bool:
+        await _until_quiet_for(lambda: session.agent_state == "listening", REACTION_TIME)
+        if (line := choose()) is None:
+            return False
         transcript.add("user", line)
         await speak_into(microphone, line)
         await _until(
             lambda: session.agent_state == "listening" and _answered(session, line), timeout=15
         )
+        return True
 
     await _converse(session, backend, say)
     problems = _outcome_problems(session, backend)
@@ -183,11 +194,14 @@ async def run_realtime(
     def quiet() -> bool:
         return session.agent_state == "listening" and not realtime.response_active
 
-    async def say(line: str) -> None:
-        await _until(quiet, timeout=15)
+    async def say(choose: Any) -> bool:
+        await _until_quiet_for(quiet, REACTION_TIME)
+        if (line := choose()) is None:
+            return False
         transcript.add("user", line)
         await realtime.user_says(line, duration=len(line) * server.scenario.seconds_per_char)
         await _until(lambda: quiet() and _answered(session, line), timeout=15)
+        return True
 
     try:
         await _converse(session, backend, say)
@@ -207,28 +221,62 @@ async def run_realtime(
 
 
 async def _converse(session: Any, backend: TravelBackend, say: Any) -> None:
-    """The conversation itself, the same in both modes; ``say(line)`` is the user."""
+    """The conversation itself, the same in both modes.
+
+    ``say(choose)`` is the user: once the agent has been quiet a moment, they say the
+    line ``choose()`` gives (nothing for None). They say their lines in turn, and agree
+    to pay whenever the agent has just asked.
+    """
     await session.start(FlightAgent(backend=backend))
+    lines = list(USER_LINES)
+
+    def next_line() -> str | None:
+        if _asked_to_pay(session):
+            return YES_LINE
+        return lines.pop(0) if lines else None
+
     try:
-        for line in USER_LINES:
-            await say(line)
-        await _until(lambda: bool(backend.emails), timeout=15)
+        while lines or not backend.emails:
+            if not await say(next_line):
+                await _until(lambda: bool(backend.emails) or _asked_to_pay(session), timeout=20)
         await _until(lambda: _heard(session, "emailed"), timeout=10)
-        await say(CANCEL_LINE)
+        await say(lambda: CANCEL_LINE)
         await _until(lambda: _heard(session, "hotel search is cancelled"), timeout=10)
     finally:
         await session.aclose()
 
 
+def _asked_to_pay(session: Any) -> bool:
+    """The agent asked to pay, and the user has not answered yet."""
+    for item in reversed(session.history.items):
+        role = getattr(item, "role", None)
+        if role == "user":
+            return False
+        if role == "assistant" and PAYMENT_QUESTION in (item.text_content or ""):
+            return True
+    return False
+
+
 def _outcome_problems(session: Any, backend: TravelBackend) -> list[str]:
+    """What the conversation missed: the booking, the email, the cancelled hotel, and
+    each feature the agent shows (progress, a silent update, the payment question, the
+    filler, the hotel's timeout)."""
     problems = []
+    items = session.history.items
+    outputs = [i for i in items if i.type == "function_call_output"]
+    said = [i.text_content or "" for i in items if getattr(i, "role", None) == "assistant"]
     if len(backend.emails) != 1:
         problems.append(f"expected one confirmation email, got {backend.emails}")
-    if not any(
-        i.type == "function_call_output" and i.call_id.endswith("_cancelled")
-        for i in session.history.items
-    ):
+    if not any(o.call_id.endswith("_cancelled") for o in outputs):
         problems.append("the hotel search was not recorded as cancelled")
+    if not any("(50% done, stage: payment)" in o.output for o in outputs):
+        problems.append("no update carried the flight's structured progress")
+    if not any("locked" in o.output for o in outputs) or any("locked" in s for s in said):
+        problems.append("the locked fare was not kept for the model alone")
+    if not any(s.startswith(PAYMENT_QUESTION) for s in said):
+        problems.append("the agent did not ask before paying")
+    if not any(s.startswith(FILLER_LINE) for s in said):
+        problems.append("no filler was said while the flight was booked")
     return problems
 
 
@@ -248,6 +296,17 @@ def _heard(session: Any, text: str) -> bool:
         getattr(i, "role", None) == "assistant" and text in (i.text_content or "")
         for i in session.history.items
     )
+
+
+async def _until_quiet_for(quiet: Any, seconds: float, *, timeout: float = 15) -> None:
+    """Wait until ``quiet()`` has held for ``seconds`` in a row, as a person would before
+    speaking: a reply the agent starts meanwhile is heard out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await _until(quiet, timeout=max(deadline - time.monotonic(), 0.1))
+        await asyncio.sleep(seconds)
+        if quiet():
+            return
 
 
 async def _until(predicate: Any, *, timeout: float) -> None:

@@ -14,6 +14,8 @@ from openai_server import Answer, Message, Rule, Scenario
 
 RESULTS_MARKER = "New results arrived"
 FILLER_MARKER = "Say exactly this, and nothing else:"
+ASK_MARKER = "Ask the user this question"
+STILL_RUNNING_MARKER = "the user has heard nothing about it for a while"
 
 # the message of an update, without the structured progress the plugin appends to it
 _PROGRESS = re.compile(r"reported progress: (.*?)(?: \((?:\d+% done|stage: |about )[^()]*\))?\n")
@@ -169,6 +171,21 @@ def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
                 lambda m: Answer(text=_text(m[-1]).split(FILLER_MARKER, 1)[1].strip().strip('"')),
             ),
             Rule(
+                "write a filler line",
+                lambda m: (
+                    m[-1].get("role") in ("system", "developer")
+                    and STILL_RUNNING_MARKER in _text(m[-1])
+                ),
+                Answer(text="I'm still working on it, thanks for waiting."),
+            ),
+            Rule(
+                "ask what a tool asks",
+                lambda m: (
+                    m[-1].get("role") in ("system", "developer") and ASK_MARKER in _text(m[-1])
+                ),
+                lambda m: Answer(text=_text(m[-1]).split(ASK_MARKER, 1)[1].split('"')[1]),
+            ),
+            Rule(
                 "confirm the email",
                 _last_tool_output_of("send_confirmation_email"),
                 Answer(text="I've emailed you the confirmation."),
@@ -218,6 +235,11 @@ def flight_scenario(*, seconds_per_char: float = 0.02) -> Scenario:
                 Answer(tool_calls=(("get_running_tasks", {}),)),
             ),
             Rule("cancel the hotel", _last_is_user("cancel", "hotel"), _cancel_hotel),
+            Rule(
+                "agree to pay",
+                _last_is_user("yes", "pay"),
+                Answer(text="Great, paying now."),
+            ),
             Rule(
                 "decline the duplicate",
                 _last_is_user("no"),

@@ -201,6 +201,7 @@ class BackgroundCall:
                 function_name=self.function_call.name,
                 toolset_id=self.toolset_id,
                 arguments=self.function_call.arguments,
+                timeout=policy.timeout,
             ),
             self._toolset_events,
         )
@@ -268,7 +269,8 @@ class BackgroundCall:
             ),
             self._toolset_events,
         )
-        self._scope.delivery.fillers.spoke_about(self)
+        if delivery != "silent":
+            self._scope.delivery.fillers.spoke_about(self)
         if first:
             answer, record_apart = message, False
             if delivery == "silent":

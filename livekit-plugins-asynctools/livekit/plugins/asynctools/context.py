@@ -12,6 +12,7 @@ from livekit.agents.voice.events import Userdata_T
 
 from . import _compat
 from .events import DELIVERY_MODES, DeliveryMode, Progress
+from .policy import Filler
 from .templates import Template, check_template, render
 
 if TYPE_CHECKING:
@@ -171,6 +172,48 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
         async with hold_floor(self._call, timeout=timeout):
             yield
 
+    @asynccontextmanager
+    async def with_filler(
+        self,
+        source: Any,
+        *,
+        delay: float = 0,
+        interval: float | None = None,
+        max_steps: int | None = None,
+    ) -> AsyncIterator[None]:
+        """Use a filler for this call while the block runs (core's ``with_filler``).
+
+        Inside the block, the call's fillers follow ``source``, their count starting from
+        zero; after it, the tool's own filler policy applies again. Wrap one slow step,
+        so the line fits what is going on.
+
+        Args:
+            source: A :class:`~livekit.plugins.asynctools.Filler`, None for no filler in
+                the block, or (core's spelling) one line of text.
+            delay: With a line: seconds of silence before it (core's dwell).
+            interval: With a line: say it again after this many more seconds of
+                silence; None says it at most once.
+            max_steps: With a line and an ``interval``: the most times it is said.
+
+        Raises:
+            ValueError: ``source`` is a callable (core's per-step callback is not
+                supported: use a ``Filler`` with several lines), or ``delay``,
+                ``interval`` or ``max_steps`` are given with a ``Filler``.
+
+        Example::
+
+            async with ctx.with_filler(Filler(after=3, lines=["Still booking..."])):
+                booking = await book(flight)
+        """
+        filler = _filler_of(source, delay=delay, interval=interval, max_steps=max_steps)
+        fillers = self._call.scope.delivery.fillers
+        fillers.track(self._call, filler)
+        try:
+            yield
+        finally:
+            if not self._call.done():
+                fillers.track(self._call, self._call.policy.filler)
+
     async def ask(self, question: str, *, timeout: float = 30.0) -> str:
         """Have the agent ask the user ``question``; return what the user answers.
 
@@ -188,6 +231,27 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
         from .foreground import ask_user
 
         return await ask_user(self._call, question, timeout=timeout)
+
+
+def _filler_of(
+    source: Any, *, delay: float, interval: float | None, max_steps: int | None
+) -> Filler | None:
+    if source is None or isinstance(source, Filler):
+        if delay != 0 or interval is not None or max_steps is not None:
+            raise ValueError("delay, interval and max_steps go with a line of text, not a Filler")
+        return source
+    if not isinstance(source, str):
+        raise ValueError(
+            "with_filler() takes a Filler, None or a line of text; for several lines "
+            "use Filler(lines=[...])"
+        )
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ValueError(f"delay must be a number >= 0, got {delay!r}")
+    # core's delay 0 means "at the next idle moment": the smallest silence that is one
+    after = max(float(delay), 0.01)
+    if interval is None:
+        return Filler(after=after, lines=[source], max_count=1)
+    return Filler(after=max(after, interval), lines=[source], max_count=max_steps or 1_000)
 
 
 def _delivery_mode(delivery: NotGivenOr[DeliveryMode], silent: bool) -> DeliveryMode:

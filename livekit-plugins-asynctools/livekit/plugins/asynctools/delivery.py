@@ -319,6 +319,7 @@ class DeliveryCoordinator:
         """Let deferred replies speak again, if ``owner`` holds the floor."""
         if self._hold_owner is owner:
             self._release_hold()
+            self.fillers.spoke_about(owner)  # it just talked with the user
 
     def _release_hold(self) -> None:
         hold, self._hold, self._hold_owner = self._hold, None, None

@@ -138,12 +138,14 @@ class TaskStarted:
         function_name: The tool's name.
         toolset_id: Id of the toolset running it.
         arguments: The model's arguments, as JSON text (may hold personal data).
+        timeout: Seconds the call may run before it is stopped; None for no limit.
     """
 
     call_id: str
     function_name: str
     toolset_id: str
     arguments: str
+    timeout: float | None = None
     type: Literal["task_started"] = "task_started"
 
 

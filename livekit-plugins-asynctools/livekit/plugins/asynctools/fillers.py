@@ -51,9 +51,12 @@ class FillerSchedule:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def track(self, call: BackgroundCall, filler: Filler) -> None:
-        """Start counting silence for ``call``."""
+    def track(self, call: BackgroundCall, filler: Filler | None) -> None:
+        """Start counting silence for ``call`` with ``filler`` (None: stop its fillers)."""
         if self._closed:
+            return
+        if filler is None:
+            self.forget(call)
             return
         self._tracked[call] = _Tracked(filler, asyncio.get_running_loop().time())
         if self._task is None or self._task.done():
