@@ -19,7 +19,13 @@ PLUGIN = "./livekit-plugins-asynctools"
 AGENTS_RELEASES = ["1.5.2", "1.5.17", "1.6.10", "1.7.1", "1.8.9"]
 LATEST = AGENTS_RELEASES[-1]
 
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6.100", "aiohttp>=3.10"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "aiohttp>=3.10",
+]
 # what the offline flight-booking demo needs beyond the plugin: the example's VAD, and the
 # simulated user's voice (eSpeak NG, library and data inside the wheel)
 DEMO_DEPS = ["aiohttp>=3.10", "espeakng-loader>=0.2"]

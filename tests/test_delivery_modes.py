@@ -205,6 +205,43 @@ async def test_a_silent_update_reaches_a_realtime_model_without_a_response() -> 
 # now
 
 
+async def test_a_now_result_cuts_off_a_realtime_answer_in_progress() -> None:
+    """On a realtime model, a `now` result that lands while the model is still answering
+    the user cuts that answer off and is spoken at once, before the answer would have
+    ended; the provider's conversation keeps the call's outputs."""
+    gates = Gates()
+    model = ScriptedRealtimeModel(
+        responder=respond_to(
+            {
+                "watch": call("watch_gate", "w1", flight="LH123"),
+                "story": Reply(text=STORY, delay=1.5),
+            }
+        )
+    )
+    toolset = gate_watcher(gates, urgent_result=True)
+    async with text_session(TravelAgent(tools=[toolset]), llm=model) as (session, log):
+        await session.run(user_input="watch")
+        (provider,) = model.sessions
+        story = session.generate_reply(user_input="story")
+        await eventually(
+            lambda: any(r.request.last_user_text() == "story" for r in provider.reply_requests)
+        )
+        loop = asyncio.get_running_loop()
+        landed = loop.time()
+        gates.open("changed")
+        await log.wait_for(lambda _: "Update: w1_finished" in log.heard)
+        spoken_after = loop.time() - landed
+        await story
+
+    assert spoken_after < 1.0  # the story would have taken 1.5 s
+    assert story.interrupted
+    assert STORY not in [line.text for line in log.lines if not line.interrupted]
+    assert log.heard[-1] == "Update: w1_finished"
+    # core drops the cut-off answer from the provider; the call's outputs all stay there
+    remote = [i.call_id for i in provider.chat_ctx.items if i.type == "function_call_output"]
+    assert remote[:2] == ["w1", "w1_finished"]
+
+
 @pytest.mark.parametrize("urgent", ["update", "result"])
 async def test_a_now_output_cuts_off_the_agent_and_is_spoken_at_once(urgent: str) -> None:
     """A `now` update (`ctx.update(..., delivery="now")`) or result

@@ -98,6 +98,59 @@ async def test_fixed_filler_lines_are_said_in_turn_up_to_max_count_then_the_resu
     assert not any(r.mentions(line) for r in model.requests for line in LINES)
 
 
+@pytest.mark.parametrize("spelling", ["filler", "core"])
+async def test_with_filler_speaks_only_during_its_step(spelling: str) -> None:
+    """``ctx.with_filler(...)`` (a ``Filler``, or core's ``(line, delay=...)``) gives a
+    filler to one slow step: it is said during that step, and not during a later silent
+    step of the same call, whose tool has no filler of its own."""
+    gates = Gates()
+
+    @tool_policy(filler=None)
+    @function_tool
+    async def book(ctx: AsyncRunContext, destination: str) -> str:
+        """Book a trip."""
+        await ctx.update(f"Booking a trip to {destination}")
+        scoped = (
+            ctx.with_filler(Filler(after=0.2, lines=["Still booking."], max_count=1))
+            if spelling == "filler"
+            else ctx.with_filler("Still booking.", delay=0.2)
+        )
+        async with scoped:
+            await gates.wait("booked")
+        await gates.wait("done")
+        return f"Trip to {destination} booked"
+
+    model = ScriptedLLM(responder=respond_to({"book": call("book", "b1", destination="Rome")}))
+    toolset = AsyncToolset(id="trips", tools=[book])
+    async with text_session(TravelAgent(tools=[toolset]), llm=model) as (session, log):
+        await session.run(user_input="book")
+        await log.wait_for(lambda _: "Still booking." in log.heard)
+        gates.open("booked")
+        await asyncio.sleep(0.5)  # silent again, past `after`: no filler outside the step
+        heard_after_the_step = list(log.heard)
+        gates.open("done")
+        await log.wait_for(lambda _: "Update: b1_finished" in log.heard)
+
+    assert heard_after_the_step == ["ack b1", "Still booking."]
+    assert log.heard == ["ack b1", "Still booking.", "Update: b1_finished"]
+
+
+def test_with_filler_refuses_what_it_cannot_say() -> None:
+    """Core's per-step callback is not supported, and core's timing options do not go
+    with a ``Filler``: both are refused with a clear error before anything runs."""
+    from livekit.plugins.asynctools.context import _filler_of
+
+    with pytest.raises(ValueError, match="Filler, None or a line of text"):
+        _filler_of(lambda step: "x", delay=0, interval=None, max_steps=None)
+    with pytest.raises(ValueError, match="go with a line of text"):
+        _filler_of(Filler(), delay=1, interval=None, max_steps=None)
+    with pytest.raises(ValueError, match="delay must be"):
+        _filler_of("One moment.", delay=-1, interval=None, max_steps=None)
+    assert _filler_of("One moment.", delay=2, interval=None, max_steps=None) == Filler(
+        after=2, lines=["One moment."], max_count=1
+    )
+
+
 async def test_no_filler_is_said_once_the_call_has_ended() -> None:
     """A call that ends before its next filler is due gets no filler after its end: the
     user hears its result last."""
