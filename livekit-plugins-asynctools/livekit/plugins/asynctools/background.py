@@ -50,7 +50,7 @@ from .templates import CANCEL_REASON_SESSION_ENDED, render, resolve, templates_o
 
 if TYPE_CHECKING:
     from .events import TaskEvents, TaskStatus
-    from .policy import EffectivePolicy
+    from .policy import EffectivePolicy, Filler
     from .session_scope import SessionScope
 
 
@@ -88,6 +88,9 @@ class BackgroundCall:
         "progress",
         "policy",
         "_toolset_events",
+        "filler",
+        "filler_count",
+        "quiet_since",
         "_last_heard",
         "_timers",
         "_timed_out",
@@ -121,6 +124,10 @@ class BackgroundCall:
         self.progress: Progress = NO_PROGRESS
         self.policy = policy
         self._toolset_events = toolset_events
+        # the filler schedule's state for this call (see fillers.py)
+        self.filler: Filler | None = None
+        self.filler_count = 0
+        self.quiet_since = 0.0
         # whether the user heard the last update after the first: None until it is known
         self._last_heard: bool | None = None
         self._timers: tuple[asyncio.TimerHandle, ...] = ()
@@ -363,8 +370,7 @@ class BackgroundCall:
             timer.cancel()
         self._timers = ()
         try:
-            if self.policy.filler is not None:
-                self._scope.delivery.fillers.forget(self)
+            self._scope.delivery.fillers.forget(self)
             if cancelled:
                 self._record_cancellation()
             else:

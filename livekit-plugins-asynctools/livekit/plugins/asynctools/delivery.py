@@ -21,7 +21,7 @@ There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,13 +74,19 @@ class DeliveryCoordinator:
     Args:
         session: The session whose chat and speech this coordinator drives.
         lifecycle: Where reply events go.
+        running: The session's running calls (for their fillers).
     """
 
-    def __init__(self, session: AgentSession[Any], lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        session: AgentSession[Any],
+        lifecycle: Lifecycle,
+        running: Callable[[], Iterable[BackgroundCall]] = tuple,
+    ) -> None:
         self._session = session
         self._lifecycle = lifecycle
         self.floor = ConversationFloor(session)
-        self.fillers = FillerSchedule(self)
+        self.fillers = FillerSchedule(self, running)
         self._to_send: list[llm.ChatItem] = []
         self._to_speak: list[Delivery] = []
         # the batch whose reply is playing, and its speech

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import llm, utils
@@ -30,35 +30,34 @@ if TYPE_CHECKING:
     from .policy import Filler
 
 
-@dataclass(slots=True)
-class _Tracked:
-    filler: Filler
-    last_spoken: float
-    said: int = 0
-
-
 class FillerSchedule:
     """Says fillers for one session's running calls.
 
+    The filler state of a call lives on the call itself (``filler``, ``filler_count``,
+    ``quiet_since``), so a running call costs no more than three slots here.
+
     Args:
         coordinator: The session's delivery coordinator (whose floor fillers share).
+        running: The session's running calls.
     """
 
-    def __init__(self, coordinator: DeliveryCoordinator) -> None:
+    def __init__(
+        self,
+        coordinator: DeliveryCoordinator,
+        running: Callable[[], Iterable[BackgroundCall]],
+    ) -> None:
         self._coordinator = coordinator
-        self._tracked: dict[BackgroundCall, _Tracked] = {}
+        self._running = running
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     def track(self, call: BackgroundCall, filler: Filler | None) -> None:
-        """Start counting silence for ``call`` with ``filler`` (None: stop its fillers)."""
-        if self._closed:
+        """Use ``filler`` for ``call`` from now on (None: no fillers); silence starts now."""
+        call.filler, call.filler_count = filler, 0
+        call.quiet_since = asyncio.get_running_loop().time()
+        if filler is None or self._closed:
             return
-        if filler is None:
-            self.forget(call)
-            return
-        self._tracked[call] = _Tracked(filler, asyncio.get_running_loop().time())
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="asynctools_fillers")
         else:
@@ -66,35 +65,39 @@ class FillerSchedule:
 
     def spoke_about(self, call: BackgroundCall) -> None:
         """Something about ``call`` was just said: its silence starts again."""
-        tracked = self._tracked.get(call)
-        if tracked is not None:
-            tracked.last_spoken = asyncio.get_running_loop().time()
+        if call.filler is not None:
+            call.quiet_since = asyncio.get_running_loop().time()
             self._changed.set()
 
     def forget(self, call: BackgroundCall) -> None:
         """``call`` ended: no more fillers for it."""
-        if self._tracked.pop(call, None) is not None:
+        if call.filler is not None:
+            call.filler = None
             self._changed.set()
 
     def close(self) -> None:
         """Stop at once (the session is closing)."""
         self._closed = True
-        self._tracked.clear()
         if self._task is not None:
             self._task.cancel()
+
+    def _next_due(self) -> tuple[BackgroundCall, float] | None:
+        due = [
+            (call, call.quiet_since + call.filler.after)
+            for call in self._running()
+            if call.filler is not None
+        ]
+        return min(due, key=lambda d: d[1]) if due else None
 
     @utils.log_exceptions(logger=logger)
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._tracked and not self._closed:
-            call, tracked = min(
-                self._tracked.items(), key=lambda kv: kv[1].last_spoken + kv[1].filler.after
-            )
-            wait = tracked.last_spoken + tracked.filler.after - loop.time()
-            if wait > 0:
+        while not self._closed and (next_due := self._next_due()) is not None:
+            call, at = next_due
+            if at > loop.time():
                 self._changed.clear()
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                    await asyncio.wait_for(self._changed.wait(), timeout=at - loop.time())
                 except asyncio.TimeoutError:
                     pass
                 continue
@@ -105,22 +108,23 @@ class FillerSchedule:
             if self._coordinator.busy:  # a deferred reply or a held floor comes first
                 await asyncio.sleep(0.05)
                 continue
-            if self._tracked.get(call) is not tracked:
-                continue  # the call ended while we waited
-            if tracked.last_spoken + tracked.filler.after > loop.time():
+            filler = call.filler
+            if filler is None or call.done():
+                continue  # the call ended, or its filler changed, while we waited
+            if call.quiet_since + filler.after > loop.time():
                 continue  # something was said about it meanwhile
-            handle = self._say(call, tracked)
-            tracked.said += 1
-            if tracked.said >= tracked.filler.max_count:
-                self._tracked.pop(call, None)
+            handle = self._say(call, filler, call.filler_count)
+            call.filler_count += 1
+            if call.filler_count >= filler.max_count:
+                call.filler = None
             if handle is None:
                 return
             await handle.wait_for_playout()
-            tracked.last_spoken = loop.time()
+            call.quiet_since = loop.time()
 
-    def _say(self, call: BackgroundCall, tracked: _Tracked) -> SpeechHandle | None:
+    def _say(self, call: BackgroundCall, filler: Filler, count: int) -> SpeechHandle | None:
         session = call.ctx.session
-        lines = tracked.filler.lines
+        lines = filler.lines
         logger.debug(
             "saying a filler for a running background call",
             extra={"function": call.function_call.name, "call_id": call.call_id},
@@ -134,7 +138,7 @@ class FillerSchedule:
                     elapsed=time.time() - call.started_at,
                 )
                 return session.generate_reply(instructions=instructions, tool_choice="none")
-            line = lines[tracked.said % len(lines)]
+            line = lines[count % len(lines)]
             if _speaks_without_tts(session):
                 return session.generate_reply(
                     instructions=FILLER_LINE_INSTRUCTIONS.format(line=line), tool_choice="none"

@@ -47,7 +47,7 @@ class SessionScope:
         self._session = weakref.ref(session)
         self._calls: dict[str, BackgroundCall] = {}
         self.lifecycle = Lifecycle.of(session)
-        self.delivery = DeliveryCoordinator(session, self.lifecycle)
+        self.delivery = DeliveryCoordinator(session, self.lifecycle, self._calls.values)
         session.once("close", self._on_session_close)
 
     @property
