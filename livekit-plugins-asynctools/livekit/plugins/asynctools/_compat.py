@@ -278,25 +278,31 @@ def missing_from_provider(
 
 
 class _RemoteConversationPlus(llm.ChatContext):
-    """The provider's conversation as it is when the provider plugin reads it, plus items.
+    """The provider's conversation plus ``items``: as given, and again when copied.
 
     ``RealtimeSession.update_chat_ctx`` makes the provider's conversation equal to the
-    context it is given, deleting what that context lacks. The agent's local context
-    lacks the answer the model is generating right now, and any context built before
-    the plugin's update lock is free can miss items added while waiting for it. Every
-    provider plugin copies the context it is given first thing under that lock, so the
-    copy is where this context reads the remote conversation: nothing is ever removed.
+    context it is given, deleting what that context lacks. This context holds, as given,
+    the provider's conversation as the plugin last saw it (``rt_session.chat_ctx``, the
+    public contract of every ``RealtimeSession``) plus the new items, so a provider plugin
+    that diffs the items it is given (livekit-plugins-ultravox does) deletes nothing.
+    A provider plugin that copies the context under its update lock first (openai, azure,
+    aws) gets from :meth:`copy` the conversation as it is at that moment plus the items:
+    that also keeps the answer the model generated while the update waited for the lock.
     """
 
     def __init__(self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]) -> None:
-        super().__init__()
         self._rt_session = rt_session
         self._new_items = list(items)
+        super().__init__(self._wanted().items)
+
+    def _wanted(self) -> llm.ChatContext:
+        current = self._rt_session.chat_ctx.copy()
+        present = {item.id for item in current.items}
+        current.insert([item for item in self._new_items if item.id not in present])
+        return current
 
     def copy(self, **kwargs: Any) -> llm.ChatContext:
-        current = self._rt_session.chat_ctx.copy()
-        current.insert(self._new_items)
-        return current.copy(**kwargs)
+        return self._wanted().copy(**kwargs)
 
 
 _CORE_REPLY_STATUS = {

@@ -102,6 +102,9 @@ class DeliveryCoordinator:
         self._hold: asyncio.Future[None] | None = None
         self._hold_owner: BackgroundCall | None = None
         self._spoken = asyncio.Event()
+        # ids of items the provider refused, given to it as messages instead
+        self._as_messages: set[str] = set()
+        self._warned: set[str] = set()
         self._closed = False
 
     @property
@@ -181,7 +184,29 @@ class DeliveryCoordinator:
                 if self._closed:  # the session closed meanwhile: nobody is left to tell
                     logger.debug("realtime model closed before it had the tool outputs")
                 else:
-                    logger.exception("failed to add background tool output to the realtime model")
+                    await self._send_as_messages(batch)
+
+    async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
+        """The provider refused the outputs (say, under call ids it never issued): give it
+        their text as messages, which every provider takes."""
+        self._as_messages.update(item.id for item in batch)
+        try:
+            await _compat.add_to_provider(self._sending_to, outputs_as_messages(batch))
+        except Exception:
+            self._warn_once(
+                "the realtime model refused background tool outputs, even as messages; "
+                "it does not know about them"
+            )
+        else:
+            self._warn_once(
+                "the realtime model refused background tool outputs under their call ids; "
+                "they were added as messages instead"
+            )
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(message)
 
     @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
@@ -334,7 +359,8 @@ class DeliveryCoordinator:
 
     def _lost_by(self, rt_session: Any, resent: set[str]) -> list[llm.ChatItem]:
         """Pending outputs the realtime model's conversation lacks (once per item)."""
-        pending = [item for d in self._to_speak for item in d.items if item.id not in resent]
+        skip = resent | self._as_messages
+        pending = [item for d in self._to_speak for item in d.items if item.id not in skip]
         return _compat.missing_from_provider(rt_session, pending)
 
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
@@ -356,6 +382,18 @@ class DeliveryCoordinator:
             if _compat.session_is_closing(self._session):
                 return None
             raise
+
+
+def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
+    """The tool outputs among ``items`` as system messages that say what they are."""
+    return [
+        llm.ChatMessage(
+            role="system",
+            content=[f"Background tool `{item.name}` (call_id {item.call_id}): {item.output}"],
+        )
+        for item in items
+        if isinstance(item, llm.FunctionCallOutput)
+    ]
 
 
 def _heard_text(handle: SpeechHandle) -> str:

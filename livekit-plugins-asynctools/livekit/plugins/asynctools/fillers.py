@@ -48,12 +48,17 @@ class FillerSchedule:
     ) -> None:
         self._coordinator = coordinator
         self._running = running
-        self._changed = asyncio.Event()
+        # calls with a filler now; the task sleeps until the earliest is due, and is woken
+        # only when a due time may come earlier (a new filler): updates and ends, on the hot
+        # path of every call, only move due times later or away, and wake nothing
+        self._with_filler = 0
+        self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     def track(self, call: BackgroundCall, filler: Filler | None) -> None:
         """Use ``filler`` for ``call`` from now on (None: no fillers); silence starts now."""
+        self._with_filler += (filler is not None) - (call.filler is not None)
         call.filler, call.filler_count = filler, 0
         call.quiet_since = asyncio.get_running_loop().time()
         if filler is None or self._closed:
@@ -61,19 +66,18 @@ class FillerSchedule:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="asynctools_fillers")
         else:
-            self._changed.set()
+            self._wake_up()
 
     def spoke_about(self, call: BackgroundCall) -> None:
         """Something about ``call`` was just said: its silence starts again."""
         if call.filler is not None:
             call.quiet_since = asyncio.get_running_loop().time()
-            self._changed.set()
 
     def forget(self, call: BackgroundCall) -> None:
         """``call`` ended: no more fillers for it."""
         if call.filler is not None:
             call.filler = None
-            self._changed.set()
+            self._with_filler -= 1
 
     def close(self) -> None:
         """Stop at once (the session is closing)."""
@@ -81,7 +85,13 @@ class FillerSchedule:
         if self._task is not None:
             self._task.cancel()
 
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
     def _next_due(self) -> tuple[BackgroundCall, float] | None:
+        if self._with_filler == 0:
+            return None
         due = [
             (call, call.quiet_since + call.filler.after)
             for call in self._running()
@@ -89,17 +99,23 @@ class FillerSchedule:
         ]
         return min(due, key=lambda d: d[1]) if due else None
 
+    async def _sleep_until(self, at: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = loop.call_at(at, lambda: None if wake.done() else wake.set_result(None))
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
     @utils.log_exceptions(logger=logger)
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed and (next_due := self._next_due()) is not None:
             call, at = next_due
             if at > loop.time():
-                self._changed.clear()
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=at - loop.time())
-                except asyncio.TimeoutError:
-                    pass
+                await self._sleep_until(at)
                 continue
             try:
                 await self._coordinator.floor.wait_until_free()
@@ -116,7 +132,7 @@ class FillerSchedule:
             handle = self._say(call, filler, call.filler_count)
             call.filler_count += 1
             if call.filler_count >= filler.max_count:
-                call.filler = None
+                self.forget(call)
             if handle is None:
                 return
             await handle.wait_for_playout()

@@ -376,6 +376,8 @@ def set_templates(target: Any, templates: Templates) -> None:
 
 def templates_of(target: Any) -> Templates | None:
     """The :class:`Templates` set on ``target`` with :func:`set_templates`, if any."""
+    if not _configured:  # the usual case, on the path of every delivery: no lookup
+        return None
     try:
         return _configured.get(target)
     except TypeError:  # not weak-referenceable: nothing can have been set on it
