@@ -93,6 +93,7 @@ __all__ = [
     "SessionClosing",
     "wait_for_handoff",
     "add_to_local_chat",
+    "replace_in_local_chat",
     "provider_session",
     "add_to_provider",
     "missing_from_provider",
@@ -223,6 +224,25 @@ def add_to_local_chat(session: AgentSession[Any], items: Sequence[llm.ChatItem])
     """
     session.current_agent._chat_ctx.insert(items)
     session.history.insert(items)
+
+
+def replace_in_local_chat(
+    session: AgentSession[Any], old: Sequence[llm.ChatItem], new: Sequence[llm.ChatItem]
+) -> None:
+    """Put ``new`` where ``old`` stood in the agent's chat context and the session history.
+
+    For outputs the realtime model refused: what the model holds and what core sends it
+    next must agree, or core's own updates would offer it the refused items again.
+    """
+    old_ids = {item.id for item in old}
+    for ctx in (session.current_agent._chat_ctx, session.history):
+        items = ctx.items
+        at = next((i for i, item in enumerate(items) if item.id in old_ids), None)
+        if at is None:
+            continue
+        kept = [item for item in items if item.id not in old_ids]
+        kept[at:at] = list(new)
+        ctx.items = kept
 
 
 def provider_session(session: AgentSession[Any]) -> llm.RealtimeSession[Any] | None:

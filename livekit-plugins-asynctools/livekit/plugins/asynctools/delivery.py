@@ -102,8 +102,10 @@ class DeliveryCoordinator:
         self._hold: asyncio.Future[None] | None = None
         self._hold_owner: BackgroundCall | None = None
         self._spoken = asyncio.Event()
-        # ids of items the provider refused, given to it as messages instead
+        # ids of items the provider refused, given to it as messages instead; once it has
+        # refused, every later output reaches it (and the local chat) as a message
         self._as_messages: set[str] = set()
+        self._messages_only = False
         self._warned: set[str] = set()
         self._closed = False
 
@@ -127,8 +129,11 @@ class DeliveryCoordinator:
             # the session is gone: keep the record in the history, there is no one to tell
             self._session.history.insert(delivery.items)
             return
+        rt_session = _compat.provider_session(self._session)
+        if rt_session is not None and self._messages_only:
+            delivery.items = outputs_as_messages(delivery.items)
         _compat.add_to_local_chat(self._session, delivery.items)
-        if (rt_session := _compat.provider_session(self._session)) is not None:
+        if rt_session is not None:
             self._send(rt_session, delivery.items)
         if delivery.mode == "silent" and delivery.handoff is None:
             return  # the model has it; it rides along with whatever is said next
@@ -188,10 +193,14 @@ class DeliveryCoordinator:
 
     async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
         """The provider refused the outputs (say, under call ids it never issued): give it
-        their text as messages, which every provider takes."""
+        their text as messages, which every provider takes, here and from now on; the
+        local chat gets the same messages, so core never offers the refused items again."""
+        self._messages_only = True
         self._as_messages.update(item.id for item in batch)
+        messages = outputs_as_messages(batch)
+        _compat.replace_in_local_chat(self._session, batch, messages)
         try:
-            await _compat.add_to_provider(self._sending_to, outputs_as_messages(batch))
+            await _compat.add_to_provider(self._sending_to, messages)
         except Exception:
             self._warn_once(
                 "the realtime model refused background tool outputs, even as messages; "
@@ -385,14 +394,17 @@ class DeliveryCoordinator:
 
 
 def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
-    """The tool outputs among ``items`` as system messages that say what they are."""
+    """The tool outputs among ``items`` as system messages that say what they are (the
+    function calls are dropped: the message names the tool and the call id)."""
     return [
         llm.ChatMessage(
             role="system",
             content=[f"Background tool `{item.name}` (call_id {item.call_id}): {item.output}"],
         )
-        for item in items
         if isinstance(item, llm.FunctionCallOutput)
+        else item
+        for item in items
+        if not isinstance(item, llm.FunctionCall)
     ]
 
 

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import llm
@@ -46,10 +46,19 @@ def _capabilities(**values: bool) -> llm.RealtimeCapabilities:
 class ScriptedRealtimeModel(llm.RealtimeModel):
     """A text-only realtime model answering from a script (see :class:`ScriptedLLM`).
 
+    Provider plugins differ in how ``update_chat_ctx`` reads the context it is given;
+    both styles a plugin is entitled to are available, and a provider that refuses tool
+    outputs for call ids it never issued (as Gemini Live and Nova Sonic do):
+
     Args:
         replies: Replies used in order.
         responder: Chooses a reply from what the model can see.
         default: The reply once both have nothing to say.
+        update_style: ``copy_first``: copy the given context, then diff (openai, azure,
+            aws); ``as_given``: diff the items of the given context as they are, without
+            copying it (ultravox).
+        refuses_unknown_call_ids: Raise ``ValueError`` from ``update_chat_ctx`` when new
+            function calls or outputs carry a call id the model never issued.
     """
 
     def __init__(
@@ -58,6 +67,8 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         replies: Sequence[Reply] = (),
         responder: Responder | None = None,
         default: Reply = DEFAULT_REPLY,
+        update_style: Literal["copy_first", "as_given"] = "copy_first",
+        refuses_unknown_call_ids: bool = False,
     ) -> None:
         super().__init__(
             capabilities=_capabilities(
@@ -73,7 +84,11 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
                 mutable_tools=True,
             )
         )
+        if update_style not in ("copy_first", "as_given"):
+            raise ValueError(f"update_style must be copy_first or as_given, got {update_style!r}")
         self.script = Script(replies=replies, responder=responder, default=default)
+        self.update_style = update_style
+        self.refuses_unknown_call_ids = refuses_unknown_call_ids
         self.sessions: list[ScriptedRealtimeSession] = []
 
     @property
@@ -98,6 +113,8 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
         deleted_ids: Ids of remote items removed by ``update_chat_ctx``, in order.
         created_ids: Ids of remote items added by ``update_chat_ctx``, in order.
         reply_requests: Every ``generate_reply`` call, in order.
+        issued_call_ids: Call ids of the function calls the model made.
+        refused_updates: How many ``update_chat_ctx`` calls were refused.
     """
 
     def __init__(self, model: ScriptedRealtimeModel) -> None:
@@ -110,6 +127,8 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
         self.deleted_ids: list[str] = []
         self.created_ids: list[str] = []
         self.reply_requests: list[RealtimeReplyRequest] = []
+        self.issued_call_ids: set[str] = set()
+        self.refused_updates = 0
 
     @property
     def chat_ctx(self) -> llm.ChatContext:
@@ -127,9 +146,23 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
 
     async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
         """Make the remote conversation equal to ``chat_ctx``, as a diffing provider does."""
-        wanted = chat_ctx.copy()
+        if self._model.update_style == "copy_first":
+            wanted = chat_ctx.copy()
+        else:  # diff the items as given: no copy() is called
+            wanted = llm.ChatContext(list(chat_ctx.items))
         wanted_ids = {item.id for item in wanted.items}
         remote_ids = {item.id for item in self._remote.items}
+        if self._model.refuses_unknown_call_ids and (
+            unknown := [
+                i.call_id
+                for i in wanted.items
+                if i.id not in remote_ids
+                and i.type in ("function_call", "function_call_output")
+                and i.call_id not in self.issued_call_ids
+            ]
+        ):
+            self.refused_updates += 1
+            raise ValueError(f"tool outputs for call ids the model never issued: {unknown}")
         self.deleted_ids.extend(i.id for i in self._remote.items if i.id not in wanted_ids)
         self.created_ids.extend(i.id for i in wanted.items if i.id not in remote_ids)
         self._remote = llm.ChatContext(
@@ -190,6 +223,7 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
             for c in reply.tool_calls
         ]
         self._remote.items.extend(calls)
+        self.issued_call_ids.update(c.call_id for c in calls)
 
         fut: asyncio.Future[llm.GenerationCreatedEvent] = asyncio.Future()
         fut.set_result(
