@@ -217,7 +217,16 @@ async def run_realtime(
         e for e in events if e.type == "response.create" and (e.response_active or e.user_speaking)
     ]:
         problems.append(f"{len(busy)} replies were asked for while the conversation was busy")
+        problems += [_describe_busy(e) for e in busy]
     return problems
+
+
+def _describe_busy(event: Any) -> str:
+    """Why a reply asked for while the conversation was busy was refused, and what for."""
+    why = "a response was active" if event.response_active else "the user was speaking"
+    instructions = (event.payload.get("response") or {}).get("instructions") or ""
+    what = instructions.splitlines()[0][:80] if instructions else "a reply without instructions"
+    return f"  response.create while {why}: {what}"
 
 
 async def _converse(session: Any, backend: TravelBackend, say: Any) -> None:
