@@ -39,7 +39,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from livekit.agents import llm, utils
+from livekit.agents import llm
 
 from . import _compat
 from .context import AsyncRunContext, BackgroundResult
@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     from .events import TaskEvents, TaskStatus
     from .policy import EffectivePolicy, Filler
     from .session_scope import SessionScope
+
+CANCEL_WAIT = 2.0
+"""Seconds :meth:`BackgroundCall.cancel` waits for a cancelled tool to stop (closing a
+toolset or a session, ``cancel_task``, the ``replace`` policy). A tool that swallows its
+``CancelledError`` and runs on is logged with a warning and left to finish on its own."""
 
 
 class BackgroundCall:
@@ -292,11 +297,21 @@ class BackgroundCall:
         self._deliver(entry, message, is_result=False, mode=delivery)
 
     async def cancel(self, reason: str) -> None:
-        """Cancel the call and wait until it stopped; the model is told ``reason``."""
+        """Cancel the call and wait until it stopped, at most :data:`CANCEL_WAIT` seconds;
+        the model is told ``reason``."""
         if self._task is None or self._task.done():
             return
         self.cancel_now(reason)
-        await utils.aio.cancel_and_wait(self._task)
+        done, _ = await asyncio.wait([self._task], timeout=CANCEL_WAIT)
+        if not done:
+            logger.warning(
+                "background tool ignored its cancellation, no longer waiting for it",
+                extra={
+                    "function": self.function_call.name,
+                    "call_id": self.call_id,
+                    "waited": CANCEL_WAIT,
+                },
+            )
 
     def cancel_now(self, reason: str) -> None:
         """Request cancellation without waiting for the call to stop."""

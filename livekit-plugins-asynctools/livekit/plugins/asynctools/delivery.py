@@ -15,6 +15,8 @@ There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
    hands off to another agent does so at that moment instead.
 3. A reply that is interrupted before it played out keeps its deliveries pending, so they
    are spoken again at the next free moment, and the model is told what the user heard;
+   so does a reply that failed (the model or the TTS raised: core logs why and ends the
+   reply without playing it out), at most :data:`MAX_FAILED_REPLIES` times in a row;
    what no reply gave before the session ended is recorded as not heard.
 """
 
@@ -44,6 +46,15 @@ if TYPE_CHECKING:
 RECEIPT_KEY = "lk.asynctools.receipt"
 """Key of the receipt in the ``extra`` of a delivered function call: ``heard``,
 ``interrupted`` (given again later) or ``not_given`` (the session ended first)."""
+
+_REPLY_ERRORS = ("LLMError", "TTSError", "RealtimeModelError")
+
+MAX_FAILED_REPLIES = 2
+"""How many deferred replies in a row may fail (the model or the TTS raised, so nothing
+played out) before the coordinator stops asking again; their deliveries then stay pending
+until the next update or result restarts delivery, or are recorded as not heard when the
+session ends. Bounded so that a provider that is down is not asked in a loop (core closes
+the session after ``max_unrecoverable_errors`` failures in a row)."""
 
 
 @dataclass(slots=True)
@@ -221,6 +232,7 @@ class DeliveryCoordinator:
     async def _speak_loop(self) -> None:
         # runs while something is pending, so an idle session holds no task of ours
         resent: set[str] = set()
+        failed_replies = 0
         while self._to_speak and not self._closed:
             urgent = any(d.mode == "now" for d in self._to_speak)
             self._waiting_for_floor = True
@@ -267,23 +279,52 @@ class DeliveryCoordinator:
             if handle is None:
                 self._to_speak[:0] = batch
                 return
-            await self._play(handle, batch)
+            if await self._play(handle, batch):
+                failed_replies = 0
+                continue
+            failed_replies += 1
+            if failed_replies > MAX_FAILED_REPLIES:
+                logger.warning(
+                    "deferred replies keep failing, not asking again until new results arrive",
+                    extra={"call_ids": [d.call_id for d in self._to_speak]},
+                )
+                return
 
-    async def _play(self, handle: SpeechHandle, batch: list[Delivery]) -> None:
+    async def _play(self, handle: SpeechHandle, batch: list[Delivery]) -> bool:
+        """Wait for ``handle`` to play ``batch``; False if it failed (the model, the TTS or
+        the realtime model reported an error while it was generated and played, and the
+        user did not interrupt it): its deliveries are pending again."""
         ids = [d.call_id for d in batch]
         toolsets = [d.call.toolset_events for d in batch if d.call is not None]
         self._lifecycle.reply(ReplyEvent("scheduled", ids, speech_id=handle.id), toolsets)
         self._in_flight, self._playing = batch, handle
+        errors: list[Any] = []
+
+        def on_error(ev: Any) -> None:
+            # core reports a failed generation or synthesis on the session, on every
+            # release; a reply that legitimately says nothing reports none
+            if type(getattr(ev, "error", None)).__name__ in _REPLY_ERRORS:
+                errors.append(ev)
+
+        self._session.on("error", on_error)
         try:
             await handle.wait_for_playout()
         finally:
+            self._session.off("error", on_error)
             self._in_flight, self._playing = [], None
-        if handle.interrupted:
+        failed = not handle.interrupted and bool(errors)
+        if handle.interrupted or failed:
             heard = _heard_text(handle)
-            logger.debug(
-                "deferred reply interrupted, speaking its results again when free",
-                extra={"call_ids": ids},
-            )
+            if failed:
+                logger.warning(
+                    "deferred reply failed before it played out, giving its results again",
+                    extra={"call_ids": ids},
+                )
+            else:
+                logger.debug(
+                    "deferred reply interrupted, speaking its results again when free",
+                    extra={"call_ids": ids},
+                )
             self._receipt(batch, "interrupted")
             self._interrupted = (ids, heard)
             self._to_speak[:0] = batch
@@ -299,6 +340,7 @@ class DeliveryCoordinator:
             self._lifecycle.reply(ReplyEvent("heard", ids, speech_id=handle.id), toolsets)
         self._spoken.set()
         self._spoken.clear()
+        return not failed
 
     def _hand_off(self, delivery: Delivery) -> None:
         assert delivery.handoff is not None

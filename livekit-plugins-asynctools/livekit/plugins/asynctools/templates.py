@@ -237,10 +237,14 @@ def check_template(name: str, template: Template) -> None:
         raise ValueError(f"template {name!r} must be a str or a callable, got {template!r}")
     allowed = _PLACEHOLDERS[name]
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        fields = _fields(template)
     except ValueError as e:
         raise ValueError(f"template {name!r} is not a valid format string: {e}") from e
-    for field in fields:
+    for field, conversion in fields:
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(
+                f"template {name!r} has a bad conversion {{{field}!{conversion}}}; use !r, !s or !a"
+            )
         base = field.split(".", 1)[0].split("[", 1)[0]
         if base == "" or base.isdigit():
             raise ValueError(
@@ -252,6 +256,18 @@ def check_template(name: str, template: Template) -> None:
                 f"template {name!r} has an unknown placeholder {{{base}}}; "
                 f"it takes: {', '.join(sorted(allowed)) or 'none'}"
             )
+
+
+def _fields(template: str) -> list[tuple[str, str | None]]:
+    """The placeholders of ``template`` with their conversions, those nested in a format
+    spec (``{message:{width}}``) included: ``str.format`` fills them in too."""
+    fields: list[tuple[str, str | None]] = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is not None:
+            fields.append((field, conversion))
+        if spec:
+            fields.extend(_fields(spec))
+    return fields
 
 
 def render(template: Template, args: dict[str, Any]) -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, llm, stt, tts, utils, vad
+from livekit.agents import Agent, AgentSession, APIError, llm, stt, tts, utils, vad
 from livekit.agents.types import (
     DEFAULT_API_CONNECT_OPTIONS,
     NOT_GIVEN,
@@ -142,16 +142,28 @@ class FakeTTS(tts.TTS[Any]):
 
     Args:
         seconds_per_char: Spoken duration of one character.
+        fail_when: Called with each text to synthesize; when it returns True, that
+            synthesis sends the first half of its audio, then fails with a
+            non-retryable ``APIError`` (a provider dropping mid-reply). None: never fails.
     """
 
-    def __init__(self, *, seconds_per_char: float = 0.01) -> None:
+    def __init__(
+        self,
+        *,
+        seconds_per_char: float = 0.01,
+        fail_when: Callable[[str], bool] | None = None,
+    ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=_SAMPLE_RATE,
             num_channels=1,
         )
         self.seconds_per_char = seconds_per_char
+        self.fail_when = fail_when
         self.texts: list[str] = []
+        """Every text it was asked to synthesize, in order."""
+        self.failed: list[str] = []
+        """The texts whose synthesis failed (``fail_when``), in order."""
 
     @property
     def model(self) -> str:
@@ -180,8 +192,13 @@ class _FakeChunkedStream(tts.ChunkedStream):
             num_channels=1,
             mime_type="audio/pcm",
         )
-        samples = int(len(self.input_text) * self._tts.seconds_per_char * _SAMPLE_RATE)
-        output_emitter.push(b"\x00\x00" * max(samples, 1))
+        samples = max(int(len(self.input_text) * self._tts.seconds_per_char * _SAMPLE_RATE), 1)
+        fail_when = self._tts.fail_when
+        if fail_when is not None and fail_when(self.input_text):
+            self._tts.failed.append(self.input_text)
+            output_emitter.push(b"\x00\x00" * (samples // 2))
+            raise APIError("scripted TTS failure", retryable=False)
+        output_emitter.push(b"\x00\x00" * samples)
         output_emitter.flush()
 
 

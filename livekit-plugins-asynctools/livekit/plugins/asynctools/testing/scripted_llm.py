@@ -42,11 +42,16 @@ class Reply:
         text: The assistant text, streamed in small chunks.
         tool_calls: Tool calls made after the text.
         delay: Seconds before the first chunk (time to first token).
+        error: Raised by the model's stream after ``delay`` (nothing is streamed), to
+            simulate a provider failure: e.g. ``APIError("overloaded", retryable=False)``.
+            Core retries a retryable ``APIError`` on the same stream, which raises
+            again each time; ``retryable=False`` fails the reply at once.
     """
 
     text: str = ""
     tool_calls: Sequence[ToolCall] = ()
     delay: float = 0.0
+    error: Exception | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -212,6 +217,8 @@ class _ScriptedStream(llm.LLMStream):
     async def _run(self) -> None:
         if self._reply.delay:
             await asyncio.sleep(self._reply.delay)
+        if self._reply.error is not None:
+            raise self._reply.error
         text = self._reply.text
         for i in range(0, len(text), 8):
             self._send(ChoiceDelta(role="assistant", content=text[i : i + 8]))

@@ -59,6 +59,9 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
             copying it (ultravox).
         refuses_unknown_call_ids: Raise ``ValueError`` from ``update_chat_ctx`` when new
             function calls or outputs carry a call id the model never issued.
+        update_delay: Seconds ``update_chat_ctx`` takes to be acknowledged: the remote
+            conversation changes, and the call returns, only then (updates are applied
+            one at a time, under a lock, as the openai plugin does).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         default: Reply = DEFAULT_REPLY,
         update_style: Literal["copy_first", "as_given"] = "copy_first",
         refuses_unknown_call_ids: bool = False,
+        update_delay: float = 0.0,
     ) -> None:
         super().__init__(
             capabilities=_capabilities(
@@ -89,6 +93,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         self.script = Script(replies=replies, responder=responder, default=default)
         self.update_style = update_style
         self.refuses_unknown_call_ids = refuses_unknown_call_ids
+        self.update_delay = update_delay
         self.sessions: list[ScriptedRealtimeSession] = []
 
     @property
@@ -129,6 +134,7 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
         self.reply_requests: list[RealtimeReplyRequest] = []
         self.issued_call_ids: set[str] = set()
         self.refused_updates = 0
+        self._update_lock = asyncio.Lock()
 
     @property
     def chat_ctx(self) -> llm.ChatContext:
@@ -146,32 +152,41 @@ class ScriptedRealtimeSession(llm.RealtimeSession[Any]):
 
     async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
         """Make the remote conversation equal to ``chat_ctx``, as a diffing provider does."""
-        if self._model.update_style == "copy_first":
-            wanted = chat_ctx.copy()
-        else:  # diff the items as given: no copy() is called
-            wanted = llm.ChatContext(list(chat_ctx.items))
-        wanted_ids = {item.id for item in wanted.items}
-        remote_ids = {item.id for item in self._remote.items}
-        if self._model.refuses_unknown_call_ids and (
-            unknown := [
-                i.call_id
-                for i in wanted.items
-                if i.id not in remote_ids
-                and i.type in ("function_call", "function_call_output")
-                and i.call_id not in self.issued_call_ids
+        async with self._update_lock:
+            if self._model.update_style == "copy_first":
+                wanted = chat_ctx.copy()
+            else:  # diff the items as given: no copy() is called
+                wanted = llm.ChatContext(list(chat_ctx.items))
+            wanted_ids = {item.id for item in wanted.items}
+            remote_ids = {item.id for item in self._remote.items}
+            if self._model.refuses_unknown_call_ids and (
+                unknown := [
+                    i.call_id
+                    for i in wanted.items
+                    if i.id not in remote_ids
+                    and i.type in ("function_call", "function_call_output")
+                    and i.call_id not in self.issued_call_ids
+                ]
+            ):
+                self.refused_updates += 1
+                raise ValueError(f"tool outputs for call ids the model never issued: {unknown}")
+            if self._model.update_delay:
+                await asyncio.sleep(self._model.update_delay)
+            # what a response added while the update waited was not in the diff: it stays
+            added_meanwhile = [
+                i for i in self._remote.items if i.id not in remote_ids and i.id not in wanted_ids
             ]
-        ):
-            self.refused_updates += 1
-            raise ValueError(f"tool outputs for call ids the model never issued: {unknown}")
-        self.deleted_ids.extend(i.id for i in self._remote.items if i.id not in wanted_ids)
-        self.created_ids.extend(i.id for i in wanted.items if i.id not in remote_ids)
-        self._remote = llm.ChatContext(
-            [
-                i
-                for i in wanted.items
-                if i.type != "agent_config_update" and i.type != "agent_handoff"
-            ]
-        )
+            self.deleted_ids.extend(
+                i.id for i in self._remote.items if i.id in remote_ids and i.id not in wanted_ids
+            )
+            self.created_ids.extend(i.id for i in wanted.items if i.id not in remote_ids)
+            self._remote = llm.ChatContext(
+                [
+                    i
+                    for i in [*wanted.items, *added_meanwhile]
+                    if i.type != "agent_config_update" and i.type != "agent_handoff"
+                ]
+            )
 
     async def update_tools(self, tools: list[Any]) -> None:
         """Set the tools the model may call."""
