@@ -102,7 +102,7 @@ async def test_a_provider_that_refuses_derived_call_ids_gets_messages_and_one_wa
     assert provider.refused_updates == 1  # core's own update of the next turn was taken
     remote = provider.chat_ctx.items
     assert [i.call_id for i in remote if i.type == "function_call_output"] == ["c1"]
-    notes = [i.text_content or "" for i in remote if i.type == "message" and i.role == "system"]
+    notes = [i.text_content or "" for i in remote if i.type == "message" and i.role == "user"]
     assert any("c1_update_1" in n and "Found 3 flights" in n for n in notes)
     assert any("c1_finished" in n and "FL-TOKYO" in n for n in notes)
     assert provider.deleted_ids == []
@@ -110,3 +110,39 @@ async def test_a_provider_that_refuses_derived_call_ids_gets_messages_and_one_wa
     warnings = [r for r in caplog.records if r.name == "livekit.plugins.asynctools"]
     assert [r.levelname for r in warnings] == ["WARNING"]
     assert "added as messages" in warnings[0].getMessage()
+
+
+async def test_a_provider_that_takes_no_injected_function_calls_gets_messages_from_the_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A provider whose capabilities say it takes no function calls it did not issue
+    (Gemini Live, Nova Sonic, Ultravox): the first update stays the call's own output,
+    and the progress and the result reach it as messages naming the call, from the
+    start, with no refusal and no warning; the user hears both."""
+    gates = Gates()
+    model = ScriptedRealtimeModel(
+        responder=responder(gates), refuses_unknown_call_ids=True, manual_function_calls=False
+    )
+    with caplog.at_level(logging.WARNING, logger="livekit.plugins.asynctools"):
+        async with text_session(TravelAgent(tools=[Flights(gates)]), llm=model) as (
+            session,
+            log,
+        ):
+            await session.run(user_input="book")
+            gates.open("found")
+            await log.wait_for(lambda _: "Update: c1_finished" in log.heard)
+
+    (provider,) = model.sessions
+    assert provider.refused_updates == 0
+    remote = provider.chat_ctx.items
+    assert [i.call_id for i in remote if i.type == "function_call_output"] == ["c1"]
+    notes = [i.text_content or "" for i in remote if i.type == "message" and i.role == "user"]
+    assert [n.split(")", 1)[0] for n in notes if n.startswith("Background tool")] == [
+        "Background tool `book_flight` (call_id c1_update_1",
+        "Background tool `book_flight` (call_id c1_finished",
+    ]
+    assert log.heard == ["ack c1", "Update: c1_update_1", "Update: c1_finished"]
+    assert not [r for r in caplog.records if r.name == "livekit.plugins.asynctools"]
+    # the local chat holds the same messages, so core's own updates agree with the model
+    local = [i.text_content for i in session.history.items if i.type == "message"]
+    assert sum(1 for t in local if (t or "").startswith("Background tool")) == 2

@@ -96,6 +96,7 @@ __all__ = [
     "replace_in_local_chat",
     "provider_session",
     "add_to_provider",
+    "takes_injected_function_calls",
     "missing_from_provider",
     "release_provider_update",
     "ToolLifecycle",
@@ -249,6 +250,17 @@ def provider_session(session: AgentSession[Any]) -> llm.RealtimeSession[Any] | N
     """The realtime model's session of the current agent, if it runs on one."""
     activity = getattr(session.current_agent, "_activity", None)
     return getattr(activity, "realtime_llm_session", None) if activity else None
+
+
+def takes_injected_function_calls(rt_session: llm.RealtimeSession[Any]) -> bool:
+    """Whether the realtime model takes function calls it did not issue in its context.
+
+    Core's ``RealtimeCapabilities.manual_function_calls`` says so (openai, azure, xai: yes;
+    google, aws, ultravox: no). A provider that does not gets background outputs as
+    messages: a function response under a call id it never issued is dropped by Gemini.
+    """
+    capabilities = getattr(rt_session.realtime_model, "capabilities", None)
+    return bool(getattr(capabilities, "manual_function_calls", True))
 
 
 async def add_to_provider(

@@ -141,7 +141,9 @@ class DeliveryCoordinator:
             self._session.history.insert(delivery.items)
             return
         rt_session = _compat.provider_session(self._session)
-        if rt_session is not None and self._messages_only:
+        if rt_session is not None and (
+            self._messages_only or not _compat.takes_injected_function_calls(rt_session)
+        ):
             delivery.items = outputs_as_messages(delivery.items)
         _compat.add_to_local_chat(self._session, delivery.items)
         if rt_session is not None:
@@ -203,9 +205,10 @@ class DeliveryCoordinator:
                     await self._send_as_messages(batch)
 
     async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
-        """The provider refused the outputs (say, under call ids it never issued): give it
-        their text as messages, which every provider takes, here and from now on; the
-        local chat gets the same messages, so core never offers the refused items again."""
+        """The provider refused the outputs (say, under call ids it never issued) although
+        it says it takes such calls: give it their text as messages, here and from now on;
+        the local chat gets the same messages, so core never offers the refused items
+        again."""
         self._messages_only = True
         self._as_messages.update(item.id for item in batch)
         messages = outputs_as_messages(batch)
@@ -435,13 +438,22 @@ class DeliveryCoordinator:
             raise
 
 
+OUTPUT_MESSAGE = "Background tool `{name}` (call_id {call_id}) reported: {output}"
+"""How a background output reads when a realtime provider takes it as a message (one that
+takes no function calls it did not issue, such as Gemini Live, Nova Sonic and Ultravox)."""
+
+
 def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
-    """The tool outputs among ``items`` as system messages that say what they are (the
-    function calls are dropped: the message names the tool and the call id)."""
+    """The tool outputs among ``items`` as messages that say what they are (the function
+    calls are dropped: the message names the tool and the call id). They are user-role
+    messages, the one role every realtime provider takes into its context (Gemini Live
+    drops system messages), worded so the model does not take them for the user's words."""
     return [
         llm.ChatMessage(
-            role="system",
-            content=[f"Background tool `{item.name}` (call_id {item.call_id}): {item.output}"],
+            role="user",
+            content=[
+                OUTPUT_MESSAGE.format(name=item.name, call_id=item.call_id, output=item.output)
+            ],
         )
         if isinstance(item, llm.FunctionCallOutput)
         else item

@@ -59,6 +59,8 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
             copying it (ultravox).
         refuses_unknown_call_ids: Raise ``ValueError`` from ``update_chat_ctx`` when new
             function calls or outputs carry a call id the model never issued.
+        manual_function_calls: The capability core reads to know whether the provider
+            takes function calls it did not issue (False: like Gemini Live, Nova Sonic).
         update_delay: Seconds ``update_chat_ctx`` takes to be acknowledged: the remote
             conversation changes, and the call returns, only then (updates are applied
             one at a time, under a lock, as the openai plugin does).
@@ -72,6 +74,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         default: Reply = DEFAULT_REPLY,
         update_style: Literal["copy_first", "as_given"] = "copy_first",
         refuses_unknown_call_ids: bool = False,
+        manual_function_calls: bool = True,
         update_delay: float = 0.0,
     ) -> None:
         super().__init__(
@@ -81,7 +84,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
                 user_transcription=False,
                 auto_tool_reply_generation=False,
                 audio_output=False,
-                manual_function_calls=True,
+                manual_function_calls=manual_function_calls,
                 per_response_tool_choice=True,
                 mutable_chat_context=True,
                 mutable_instructions=True,
