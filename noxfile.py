@@ -20,6 +20,8 @@ AGENTS_RELEASES = ["1.5.2", "1.5.17", "1.6.10", "1.7.1", "1.8.9"]
 LATEST = AGENTS_RELEASES[-1]
 
 TEST_DEPS = [
+    # the local Gemini Live server's TLS certificate, made for 127.0.0.1 at start-up
+    "cryptography>=42",
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
@@ -33,6 +35,12 @@ DEMO_DEPS = ["aiohttp>=3.10", "espeakng-loader>=0.2"]
 
 def _silero(release: str) -> str:
     return f"livekit-plugins-silero=={release}"
+
+
+def _google(release: str) -> str:
+    # the Gemini Live client of the example's AGENT_MODE=gemini, tested against the local
+    # Live API server; the tests skip the releases whose client lacks what they need
+    return f"livekit-plugins-google=={release}"
 
 
 def _install_release(session: nox.Session, release: str, *extra: str) -> None:
@@ -62,7 +70,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("agents", AGENTS_RELEASES)
 def tests(session: nox.Session, agents: str) -> None:
     """The whole test suite on one livekit-agents release."""
-    _install_release(session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents))
+    _install_release(session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents), _google(agents))
     session.run("pytest", *session.posargs)
 
 

@@ -5,8 +5,9 @@ Run it (see README.md):
     python agent.py dev        # against your LiveKit server, join the room to talk
     python agent.py console    # in the terminal, with your microphone
 
-``AGENT_MODE`` chooses the model: ``realtime`` (OpenAI realtime, default) or ``pipeline``
-(OpenAI STT, LLM and TTS with Silero VAD).
+``AGENT_MODE`` chooses the model: ``realtime`` (OpenAI realtime, default), ``pipeline``
+(OpenAI STT, LLM and TTS with Silero VAD) or ``gemini`` (the Gemini Live API, with
+``GOOGLE_API_KEY``; ``GEMINI_BASE_URL`` points it at another endpoint).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, Filler, to
 sys.path.insert(0, str(Path(__file__).parent))
 from flights import TravelBackend  # noqa: E402
 
-Mode = Literal["realtime", "pipeline"]
+Mode = Literal["realtime", "pipeline", "gemini"]
+MODES = ("realtime", "pipeline", "gemini")
 
 INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers short.
 - Flight and hotel bookings take a while: they run in the background. When you start one,
@@ -174,14 +176,17 @@ def build_session(
     api_key: str | None = None,
     vad: Any = None,
 ) -> AgentSession[Any]:
-    """The agent's session, on the realtime model or the STT-LLM-TTS pipeline.
+    """The agent's session, on a realtime model or the STT-LLM-TTS pipeline.
 
     Args:
-        mode: ``realtime`` or ``pipeline``.
-        base_url: OpenAI-compatible endpoint (default: OpenAI, or ``OPENAI_BASE_URL``).
-        api_key: API key (default: ``OPENAI_API_KEY``).
+        mode: ``realtime``, ``pipeline`` or ``gemini``.
+        base_url: The endpoint: OpenAI-compatible (default: OpenAI, or ``OPENAI_BASE_URL``),
+            or for ``gemini`` the Live API's (default: Google, or ``GEMINI_BASE_URL``).
+        api_key: API key (default: ``OPENAI_API_KEY``, or ``GOOGLE_API_KEY`` for ``gemini``).
         vad: The VAD of the pipeline (default: Silero).
     """
+    if mode == "gemini":
+        return AgentSession(llm=_gemini(base_url=base_url, api_key=api_key))
     endpoint: dict[str, Any] = {}
     if base_url or os.environ.get("OPENAI_BASE_URL"):
         endpoint["base_url"] = base_url or os.environ["OPENAI_BASE_URL"]
@@ -200,14 +205,29 @@ def build_session(
             llm=openai.LLM(**endpoint),
             tts=openai.TTS(response_format="pcm", **endpoint),
         )
-    raise ValueError(f"AGENT_MODE must be 'realtime' or 'pipeline', got {mode!r}")
+    raise ValueError(f"AGENT_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def _gemini(*, base_url: str | None, api_key: str | None) -> Any:
+    """The Gemini Live realtime model, on ``base_url`` when one is given."""
+    from google.genai import types
+
+    from livekit.plugins import google
+
+    options: dict[str, Any] = {}
+    if base_url := base_url or os.environ.get("GEMINI_BASE_URL"):
+        # google-genai connects to <base_url>/ws/...BidiGenerateContent, always over TLS
+        options["http_options"] = types.HttpOptions(base_url=base_url)
+    if api_key:
+        options["api_key"] = api_key
+    return google.realtime.RealtimeModel(**options)
 
 
 def selected_mode() -> Mode:
     """The mode chosen by ``AGENT_MODE`` (default ``realtime``)."""
     mode = os.environ.get("AGENT_MODE", "realtime")
-    if mode not in ("realtime", "pipeline"):
-        raise SystemExit(f"AGENT_MODE must be 'realtime' or 'pipeline', got {mode!r}")
+    if mode not in MODES:
+        raise SystemExit(f"AGENT_MODE must be one of {', '.join(MODES)}, got {mode!r}")
     return mode  # type: ignore[return-value]
 
 

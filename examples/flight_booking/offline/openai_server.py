@@ -5,11 +5,13 @@ server-sent events, usage chunk); text to speech (``POST /v1/audio/speech``: raw
 mono PCM, or base64 deltas as server-sent events when ``stream_format="sse"``); speech to
 text (``POST /v1/audio/transcriptions``: a multipart WAV upload, answered ``json`` or
 ``verbose_json``, recognised by :class:`KnownSpeech`); the model list
-(``GET /v1/models``); and the Realtime API websocket (``GET /v1/realtime``), served by
-:class:`~realtime_server.RealtimeServer` (``server.realtime``). Everything answers from
-one :class:`Scenario`, records every request, binds to 127.0.0.1 only, and refuses what
-it does not understand with the error body OpenAI sends
-(``{"error": {"message", "type", "param", "code"}}``).
+(``GET /v1/models``); the Realtime API websocket (``GET /v1/realtime``), served by
+:class:`~realtime_server.RealtimeServer` (``server.realtime``); and, on a second, TLS
+port of the same app, the Gemini Live API websocket, served by
+:class:`~gemini_server.GeminiLiveServer` (``server.gemini``,
+``server.gemini_base_url``). Everything answers from one :class:`Scenario`, records
+every request, binds to 127.0.0.1 only, and refuses what it does not understand with
+the error body OpenAI sends (``{"error": {"message", "type", "param", "code"}}``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from gemini_server import GeminiLiveServer, LocalCertificate
 from realtime_server import RealtimeServer
 
 Message = dict[str, Any]
@@ -143,12 +146,19 @@ class LocalOpenAIServer:
         base_url: ``http://127.0.0.1:<port>/v1``, for the plugin's ``base_url``.
         requests: Every request received, in order.
         realtime: The realtime websocket endpoint and its scripted user (once entered).
+        gemini: The Gemini Live API endpoint and its scripted user (once entered).
+        gemini_base_url: ``https://127.0.0.1:<port>``, the same app over TLS, for
+            livekit-plugins-google's ``http_options.base_url`` (google-genai only speaks
+            ``wss://``); the client trusts ``certificate.ca_file``.
     """
 
     scenario: Scenario
     requests: list[Recorded] = field(default_factory=list)
     base_url: str = ""
     realtime: RealtimeServer = field(init=False, repr=False)
+    gemini: GeminiLiveServer = field(init=False, repr=False)
+    gemini_base_url: str = ""
+    certificate: LocalCertificate = field(init=False, repr=False)
     _runner: web.AppRunner | None = None
     _ids: int = 0
 
@@ -160,6 +170,8 @@ class LocalOpenAIServer:
         app.router.add_get("/v1/models", self._models)
         self.realtime = RealtimeServer(self.scenario)
         self.realtime.mount(app)
+        self.gemini = GeminiLiveServer(self.scenario)
+        self.gemini.mount(app)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -167,11 +179,16 @@ class LocalOpenAIServer:
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.certificate = LocalCertificate()
+        tls = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.certificate.server_context)
+        await tls.start()
+        self.gemini_base_url = f"https://127.0.0.1:{self._runner.addresses[1][1]}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+            self.certificate.cleanup()
 
     def _next_id(self, prefix: str) -> str:
         self._ids += 1

@@ -78,12 +78,23 @@ def _is_results_request(messages: list[Message]) -> bool:
     return last.get("role") in ("system", "developer") and RESULTS_MARKER in _text(last)
 
 
+def _output_call_id(message: Message) -> str | None:
+    """The call id of a tool output: a tool message, or the message a provider that takes
+    no injected function calls gets instead ("Background tool `x` (call_id y) ...")."""
+    if message.get("role") == "tool":
+        return str(message.get("tool_call_id"))
+    if message.get("role") == "user" and (found := _OUTPUT_MESSAGE.match(_text(message))):
+        return found.group(1)
+    return None
+
+
+_OUTPUT_MESSAGE = re.compile(r"Background tool `\w+` \(call_id (\S+)\) reported: ")
+
+
 def _results_answer(messages: list[Message]) -> Answer:
     instructions = _text(messages[-1])
     outputs = [
-        _text(m)
-        for m in messages
-        if m.get("role") == "tool" and f"'{m.get('tool_call_id')}'" in instructions
+        _text(m) for m in messages if (cid := _output_call_id(m)) and f"'{cid}'" in instructions
     ]
     spoken: list[str] = []
     calls: list[tuple[str, dict[str, Any]]] = []

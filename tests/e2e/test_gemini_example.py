@@ -1,0 +1,259 @@
+"""The worked flight-booking example on Gemini Live, end to end.
+
+The agent's realtime session is the real ``google.realtime.RealtimeModel`` client (through
+google-genai), talking to the local server's Live API websocket
+(``examples/flight_booking/offline/gemini_server.py``) over TLS on 127.0.0.1; the user's
+turns are reported by the server's scripted activity detection, as Gemini's would be.
+Each test checks what the user heard and what the model was sent, in order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
+sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+
+
+def _google_live_client_missing() -> str | None:
+    """Why the release's google plugin cannot run these tests, or None."""
+    if importlib.util.find_spec("livekit.plugins.google") is None:
+        return "livekit-plugins-google is not installed"
+    import inspect
+
+    from livekit.plugins import google
+
+    realtime = getattr(google, "realtime", None)
+    model = getattr(realtime, "RealtimeModel", None)
+    if model is None:
+        return "this livekit-plugins-google has no realtime.RealtimeModel"
+    if "http_options" not in inspect.signature(model).parameters:
+        return "this livekit-plugins-google's RealtimeModel takes no http_options (base URL)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(
+    (_missing := _google_live_client_missing()) is not None, reason=_missing or ""
+)
+
+from agent import FlightAgent, build_session  # noqa: E402
+from flights import Booking, Flight, HotelReservation, TravelBackend  # noqa: E402
+from gemini_server import GeminiLiveServer, Turn  # noqa: E402
+from openai_server import LocalOpenAIServer  # noqa: E402
+from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
+
+from livekit.agents import AgentSession  # noqa: E402
+from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
+from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
+
+from ..travel import Gates  # noqa: E402
+
+BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
+FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
+FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros."
+BOOKED = "Your flight is booked, reference FL-129894."
+EMAILED = "I've emailed you the confirmation."
+
+
+class GatedBackend(TravelBackend):
+    """The example's backend, each slow step held until the test opens its gate."""
+
+    def __init__(self, gates: Gates) -> None:
+        super().__init__(search_latency=0, booking_latency=0, hotel_latency=0)
+        self.gates = gates
+
+    async def search_flights(self, origin: str, destination: str, date: str) -> list[Flight]:
+        await self.gates.wait("found")
+        return await super().search_flights(origin, destination, date)
+
+    async def book(self, flight: Flight) -> Booking:
+        await self.gates.wait("booked")
+        return await super().book(flight)
+
+    async def reserve_hotel(self, city: str, nights: int) -> HotelReservation:
+        await self.gates.wait("hotel")
+        return await super().reserve_hotel(city, nights)
+
+
+@dataclass
+class GeminiRun:
+    """The agent on its Gemini Live session, the local server, and what the user heard."""
+
+    server: LocalOpenAIServer
+    session: AgentSession[Any]
+    gates: Gates
+    backend: GatedBackend
+    log: ConversationLog
+    sockets: list[Any]
+
+    @property
+    def live(self) -> GeminiLiveServer:
+        return self.server.gemini
+
+    async def user_says(self, text: str, *, duration: float = 0.1) -> None:
+        await self.live.user_says(text, duration=duration)
+
+    async def heard(self, text: str, *, timeout: float = 5.0) -> None:
+        """Wait until the user has heard, in full, an agent line starting with ``text``."""
+        await self.log.wait_for(
+            lambda log: any(line.startswith(text) for line in _complete_lines(log)),
+            timeout=timeout,
+        )
+
+    def call_id(self, name: str, index: int = 0) -> str:
+        calls = [cid for t in self.live.turns for cid, n in t.tool_calls if n == name]
+        return calls[index]
+
+    def responses_sent(self) -> list[str]:
+        """Ids of the function responses the client sent, in order."""
+        return [
+            r.get("id") for m in self.live.received("toolResponse") for r in m["functionResponses"]
+        ]
+
+    def results_turns(self) -> list[Turn]:
+        return [
+            t
+            for t in self.live.turns
+            if t.messages
+            and t.messages[-1]["role"] == "system"
+            and RESULTS_MARKER in t.messages[-1]["content"]
+        ]
+
+
+def _complete_lines(log: ConversationLog) -> list[str]:
+    return [line.text for line in log.lines if line.role == "assistant" and not line.interrupted]
+
+
+@asynccontextmanager
+async def gemini_agent(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch, *, seconds_per_char: float = 0.004
+) -> AsyncIterator[GeminiRun]:
+    """The example agent on Gemini Live, against a fresh local server."""
+    gates = Gates()
+    backend = GatedBackend(gates)
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=seconds_per_char)) as server:
+        # google-genai reads SSL_CERT_FILE when its client is made, at session start
+        monkeypatch.setenv("SSL_CERT_FILE", server.certificate.ca_file)
+        session = build_session(mode="gemini", base_url=server.gemini_base_url, api_key="offline")
+        session.output.audio = RealTimeSpeaker()
+        log = ConversationLog(session)
+        await session.start(
+            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
+        )
+        run = GeminiRun(server, session, gates, backend, log, sockets)
+        try:
+            yield run
+        finally:
+            await session.aclose()
+            await session.llm.aclose()
+        _assert_protocol_invariants(run)
+
+
+def _assert_protocol_invariants(run: GeminiRun) -> None:
+    """Every model turn matched the scenario, the client set up once on the v1beta API,
+    and every socket stayed on 127.0.0.1."""
+    assert [t.trigger for t in run.live.turns if t.status == "failed"] == []
+    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
+    assert [(c.version, c.model, c.host) for c in run.live.connections] == [
+        (
+            "v1",
+            "models/gemini-2.5-flash-native-audio-preview-12-2025",
+            run.server.gemini_base_url.split("/")[2],
+        )
+    ]
+    assert len(run.live.received("setup")) == 1
+
+
+async def test_a_booking_is_acknowledged_from_the_calls_own_response(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model calls the flight tool; its first update answers the call (a function
+    response under the id Gemini issued), and the model's continuation of that turn is
+    the acknowledgement the user hears, while the search still runs."""
+    async with gemini_agent(sockets, monkeypatch) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        flight = run.call_id("search_and_book_flight")
+
+        assert _complete_lines(run.log) == [FLIGHT_ACK]
+        assert run.responses_sent() == [flight]
+        (response,) = run.live.received("toolResponse")[0]["functionResponses"]
+        assert response["name"] == "search_and_book_flight"
+        assert "Searching flights from Paris to Tokyo" in response["response"]["output"]
+        assert [t.trigger for t in run.live.turns] == ["user", "tool_response"]
+        assert run.live.dropped_responses == []
+        run.gates.open("found", "booked")
+
+
+async def test_progress_and_result_reach_the_model_and_are_spoken(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the acknowledgement, the flight's progress and then its result are in the
+    model's context when it is asked to speak them (as messages naming the call: Gemini
+    takes no function response under an id it never issued): the user hears both, and the
+    result leads to the confirmation email."""
+    async with gemini_agent(sockets, monkeypatch) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        await run.heard("Found 3 flights", timeout=3.0)
+        # the wrong line, said instead, must not pass for progress
+        heard = _complete_lines(run.log)
+        run.gates.open("booked")
+        if heard[:2] == [FLIGHT_ACK, FOUND]:
+            await run.heard(EMAILED, timeout=3.0)
+        flight = run.call_id("search_and_book_flight")
+        assert run.live.dropped_responses == []
+        assert _complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        assert run.backend.emails == ["FL-129894"]
+        progress = run.results_turns()[0].messages
+        named = f"Background tool `search_and_book_flight` (call_id {flight}_update_1) reported"
+        assert any(
+            m["role"] == "user" and m["content"].startswith(named) and "Found 3" in m["content"]
+            for m in progress
+        ), f"the model was asked about {flight}'s progress without having it"
+
+
+async def test_background_outputs_reach_gemini_as_content_turns_not_function_responses(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the plugin sends Gemini for background outputs: only the call's own first
+    update is a function response (under Gemini's id); the progress and the silent fare
+    go as content turns naming the call, without ``turnComplete`` (context only, so the
+    silent one starts no reply), and nothing is dropped. Then one reply is asked for the
+    progress: the instructions as a model turn and a ``"."`` user turn."""
+    async with gemini_agent(sockets, monkeypatch) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        await run.heard("Found 3 flights")
+        flight = run.call_id("search_and_book_flight")
+
+        assert run.responses_sent() == [flight]
+        assert run.live.dropped_responses == []
+        context = [
+            part["text"]
+            for m in run.live.received("clientContent")
+            if not m.get("turnComplete")
+            for turn in m["turns"]
+            for part in turn["parts"]
+            if turn["role"] == "user" and "text" in part
+        ]
+        progress = [t for t in context if f"(call_id {flight}_update_1)" in t]
+        fare = [t for t in context if f"(call_id {flight}_update_2)" in t]
+        assert len(progress) == 1 and "Found 3 flights" in progress[0]
+        assert len(fare) == 1 and "Fare of 192 euros locked" in fare[0]
+        (ask,) = [m for m in run.live.received("clientContent") if m.get("turnComplete")]
+        assert [t["role"] for t in ask["turns"]] == ["model", "user"]
+        assert f"{flight}_update_1" in ask["turns"][0]["parts"][0]["text"]
+        assert f"{flight}_update_2" not in ask["turns"][0]["parts"][0]["text"]
+        assert ask["turns"][1]["parts"] == [{"text": "."}]
+        run.gates.open("booked")
