@@ -115,11 +115,13 @@ class ConversationFloor:
             return
 
     def _unfinished_speeches(self) -> list[SpeechHandle]:
-        self._speeches = {s for s in self._speeches if not s.done()}
-        return list(self._speeches)
+        return [s for s in self._speeches if not s.done()]
 
     def _on_speech_created(self, ev: Any) -> None:
-        self._speeches.add(ev.speech_handle)
+        speech = ev.speech_handle
+        self._speeches.add(speech)
+        # let it go once done: a done speech holds its whole turn (tool calls, their tasks)
+        speech.add_done_callback(self._speeches.discard)
 
     def _on_user_state_changed(self, ev: Any) -> None:
         if ev.new_state == "speaking":
