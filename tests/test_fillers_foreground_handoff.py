@@ -377,6 +377,39 @@ async def test_a_held_floor_keeps_other_results_out_of_the_question_and_its_answ
     assert "paid" in output_of(model.requests[-1], "p1_finished")
 
 
+async def test_a_question_the_user_talked_over_before_hearing_it_is_asked_again() -> None:
+    """The user starts speaking about something else before any of the question was
+    heard: their words are answered as usual and not taken for the answer; the question
+    is put again, and the answer to it is what `ask` returns."""
+    gates = Gates()
+    payments = Payments(gates)
+    asks: list[LLMRequest] = []
+    ask = ASK_INSTRUCTIONS.format(question=QUESTION)
+
+    def respond(req: LLMRequest) -> Reply | None:
+        if req.mentions(ask):
+            asks.append(req)
+            # the first time, the question takes a while to come: the user speaks first
+            return Reply(text=QUESTION, delay=0.6 if len(asks) == 1 else 0)
+        return ask_responder({"weather": Reply(text="It is sunny."), "yes": Reply(text="OK.")})(req)
+
+    model = ScriptedLLM(responder=respond)
+    async with voice_session(payment_agent(payments, gates), llm=model) as v:
+        await v.user.say("pay and hotel", duration=0.1)
+        await v.log.wait_for(lambda log: any(h.startswith("ack") for h in log.heard))
+        gates.open("ready")
+        await eventually(lambda: len(asks) == 1)
+        await v.user.say("weather", duration=0.1)  # before the question is heard
+        await v.log.wait_for(lambda log: QUESTION in log.heard, timeout=10)
+        await v.user.say("yes", duration=0.1)
+        await eventually(lambda: payments.answers != [], timeout=10)
+
+    assert payments.answers == ["yes"]
+    assert len(asks) == 2
+    heard = v.log.heard
+    assert heard.index("It is sunny.") < heard.index(QUESTION)
+
+
 WATCH_AND_HOTEL = Reply(
     tool_calls=[
         *call("watch_prices", "w1").tool_calls,

@@ -317,7 +317,7 @@ class DeliveryCoordinator:
             self._in_flight, self._playing = [], None
         failed = not handle.interrupted and bool(errors)
         if handle.interrupted or failed:
-            heard = _heard_text(handle)
+            heard = heard_text(handle)
             if failed:
                 logger.warning(
                     "deferred reply failed before it played out, giving its results again",
@@ -462,7 +462,7 @@ def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
     ]
 
 
-def _heard_text(handle: SpeechHandle) -> str:
+def heard_text(handle: SpeechHandle) -> str:
     """What the user heard of ``handle``: the text of its (interrupted) agent messages."""
     return " ".join(
         item.text_content or ""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from livekit.agents import llm
 
+from .delivery import heard_text
 from .log import logger
 
 if TYPE_CHECKING:
@@ -52,30 +53,63 @@ def _expire(call: BackgroundCall) -> None:
     call.scope.delivery.release_floor(call)
 
 
+MAX_ASKS = 3
+"""How many times :meth:`AsyncRunContext.ask` puts its question before giving up on it,
+when the user keeps speaking before any of it was heard."""
+
+
 async def ask_user(call: BackgroundCall, question: str, *, timeout: float) -> str:
-    """Have the agent ask ``question``; return the text of the user's next turn.
+    """Have the agent ask ``question``; return the text of the user's answer.
+
+    The answer is the user's first turn after the question began to be heard. A turn the
+    user took before any of the question was heard answers something else (core answers
+    it as usual): the question is put again, at most :data:`MAX_ASKS` times.
 
     Raises:
-        TimeoutError: No user turn within ``timeout`` seconds.
+        TimeoutError: No answer within ``timeout`` seconds.
         ValueError: ``question`` is empty.
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question must be a non-empty string")
     session = call.ctx.session
-    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    turns: list[str] = []
+    new_turn = asyncio.Event()
 
     def on_item(ev: Any) -> None:
         item = ev.item
-        if isinstance(item, llm.ChatMessage) and item.role == "user" and not answer.done():
-            answer.set_result(item.text_content or "")
+        if isinstance(item, llm.ChatMessage) and item.role == "user":
+            turns.append(item.text_content or "")
+            new_turn.set()
+
+    async def until(done: Any) -> None:
+        while not done():
+            new_turn.clear()
+            if (left := deadline - loop.time()) <= 0:
+                raise TimeoutError(f"the user did not answer within {timeout:g} s")
+            try:
+                await asyncio.wait_for(new_turn.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     session.on("conversation_item_added", on_item)
     try:
         instructions = call.text("ask", question=question)
-        session.generate_reply(instructions=instructions, tool_choice="none")
-        try:
-            return await asyncio.wait_for(answer, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"the user did not answer within {timeout:g} s") from None
+        for _ in range(MAX_ASKS):
+            seen = len(turns)
+            handle = session.generate_reply(instructions=instructions, tool_choice="none")
+            await until(lambda seen=seen: len(turns) > seen)
+            try:
+                await asyncio.wait_for(handle.wait_for_playout(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"the question did not play within {timeout:g} s") from None
+            if heard_text(handle):
+                return turns[seen]
+            logger.debug(
+                "the user spoke before the question was heard, asking again",
+                extra={"function": call.function_call.name, "call_id": call.call_id},
+            )
+        raise TimeoutError(f"the question was not heard after {MAX_ASKS} tries")
     finally:
         session.off("conversation_item_added", on_item)
