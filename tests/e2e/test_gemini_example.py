@@ -45,7 +45,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 from agent import FlightAgent, build_session  # noqa: E402
-from flights import Booking, Flight, HotelReservation, TravelBackend  # noqa: E402
 from gemini_server import GeminiLiveServer, Turn  # noqa: E402
 from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
@@ -55,32 +54,13 @@ from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
 
 from ..travel import Gates  # noqa: E402
+from .example import GatedBackend  # noqa: E402
 
 BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
 FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
 FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros."
 BOOKED = "Your flight is booked, reference FL-129894."
 EMAILED = "I've emailed you the confirmation."
-
-
-class GatedBackend(TravelBackend):
-    """The example's backend, each slow step held until the test opens its gate."""
-
-    def __init__(self, gates: Gates) -> None:
-        super().__init__(search_latency=0, booking_latency=0, hotel_latency=0)
-        self.gates = gates
-
-    async def search_flights(self, origin: str, destination: str, date: str) -> list[Flight]:
-        await self.gates.wait("found")
-        return await super().search_flights(origin, destination, date)
-
-    async def book(self, flight: Flight) -> Booking:
-        await self.gates.wait("booked")
-        return await super().book(flight)
-
-    async def reserve_hotel(self, city: str, nights: int) -> HotelReservation:
-        await self.gates.wait("hotel")
-        return await super().reserve_hotel(city, nights)
 
 
 @dataclass

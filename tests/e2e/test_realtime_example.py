@@ -25,7 +25,6 @@ sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
 
 from agent import FlightAgent, build_session  # noqa: E402
 from demo import Transcript, run_realtime  # noqa: E402
-from flights import Booking, Flight, HotelReservation, TravelBackend  # noqa: E402
 from openai_server import Answer, LocalOpenAIServer, Rule  # noqa: E402
 from realtime_server import RealtimeServer, ResponseRecord  # noqa: E402
 from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
@@ -35,6 +34,7 @@ from livekit.plugins.asynctools.testing import ConversationLog, eventually  # no
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
 
 from ..travel import Gates  # noqa: E402
+from .example import GatedBackend  # noqa: E402
 
 BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
 RESERVE_HOTEL = "Also reserve a hotel in Tokyo for 4 nights."
@@ -49,27 +49,6 @@ EMAILED = "I've emailed you the confirmation."
 TAKE_YOUR_TIME = "Sure, take your time."
 CANCEL_CONFIRMED = "Done, I stopped the hotel search."
 CANCEL_RESULT = "The hotel search is cancelled."
-
-
-class GatedBackend(TravelBackend):
-    """The example's backend (same flights, prices and references), each slow step held
-    until the test opens its gate: ``found`` (search), ``booked`` (booking), ``hotel``."""
-
-    def __init__(self, gates: Gates) -> None:
-        super().__init__(search_latency=0, booking_latency=0, hotel_latency=0)
-        self.gates = gates
-
-    async def search_flights(self, origin: str, destination: str, date: str) -> list[Flight]:
-        await self.gates.wait("found")
-        return await super().search_flights(origin, destination, date)
-
-    async def book(self, flight: Flight) -> Booking:
-        await self.gates.wait("booked")
-        return await super().book(flight)
-
-    async def reserve_hotel(self, city: str, nights: int) -> HotelReservation:
-        await self.gates.wait("hotel")
-        return await super().reserve_hotel(city, nights)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from .context import AsyncRunContext, BackgroundResult
 from .delivery import Delivery
 from .events import NO_PROGRESS, DeliveryMode, Progress, TaskEnded, TaskStarted, TaskUpdated
 from .log import logger
-from .templates import CANCEL_REASON_SESSION_ENDED, render, resolve, templates_of
+from .templates import CANCEL_REASON_SESSION_ENDED, text_for
 
 if TYPE_CHECKING:
     from .events import TaskEvents, TaskStatus
@@ -223,15 +223,14 @@ class BackgroundCall:
 
         Call, tool, toolset, current agent, session, then the module default.
         """
-        session = self._ctx.session
-        layers = (
-            templates_of(self._ctx),
-            self.policy.tool_templates,
-            self.policy.toolset_templates,
-            templates_of(session.current_agent),
-            templates_of(session),
+        return text_for(
+            name,
+            args,
+            self._ctx.session,
+            ctx=self._ctx,
+            tool=self.policy.tool_templates,
+            toolset=self.policy.toolset_templates,
         )
-        return render(resolve(name, layers), args)
 
     async def first_output(self) -> Any:
         """Wait for what the tool call answers now: the first update, result or error."""

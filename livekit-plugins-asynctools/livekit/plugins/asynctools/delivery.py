@@ -35,7 +35,7 @@ from .events import DeliveryMode, Lifecycle, ReplyEvent
 from .fillers import FillerSchedule
 from .idle import ConversationFloor
 from .log import logger
-from .templates import render, resolve, templates_of
+from .templates import text_for
 
 if TYPE_CHECKING:
     from livekit.agents import Agent, AgentSession
@@ -364,23 +364,17 @@ class DeliveryCoordinator:
     def _record_not_given(self, batch: list[Delivery]) -> None:
         ids = [d.call_id for d in batch]
         self._receipt(batch, "not_given")
-        text = render(self._template("not_heard", batch), {"call_ids": ids, "heard": ""})
+        text = self._text("not_heard", batch, call_ids=ids, heard="")
         self._session.history.insert([llm.ChatMessage(role="system", content=[text])])
         toolsets = [d.call.toolset_events for d in batch if d.call is not None]
         self._lifecycle.reply(ReplyEvent("not_given", ids), toolsets)
 
-    def _template(self, name: str, batch: Sequence[Delivery]) -> Any:
+    def _text(self, name: str, batch: Sequence[Delivery], **args: Any) -> str:
         """A reply-level text: the oldest call's settings, then the agent's and session's."""
         call = next((d.call for d in batch if d.call is not None), None)
-        session = self._session
-        layers = (
-            templates_of(call.ctx) if call else None,
-            call.policy.tool_templates if call else None,
-            call.policy.toolset_templates if call else None,
-            templates_of(session.current_agent),
-            templates_of(session),
-        )
-        return resolve(name, layers)
+        if call is not None:
+            return call.text(name, **args)
+        return text_for(name, args, self._session)
 
     # the floor, for ctx.foreground()
 
@@ -420,12 +414,10 @@ class DeliveryCoordinator:
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
         call_ids = [d.call_id for d in batch]
         acts_on_result = any(d.is_result for d in batch)
-        instructions = render(self._template("reply", batch), {"pending_call_ids": call_ids})
+        instructions = self._text("reply", batch, pending_call_ids=call_ids)
         if self._interrupted is not None:
             ids, heard = self._interrupted
-            note = render(
-                self._template("reply_interrupted", batch), {"call_ids": ids, "heard": heard}
-            )
+            note = self._text("reply_interrupted", batch, call_ids=ids, heard=heard)
             instructions = f"{instructions}\n{note}"
         try:
             return self._session.generate_reply(

@@ -23,9 +23,7 @@ from .templates import (
     GET_RUNNING_TASKS_DESCRIPTION,
     NO_RUNNING_TASKS,
     Templates,
-    render,
     resolve,
-    templates_of,
 )
 
 
@@ -64,16 +62,7 @@ async def _cancel(ctx: RunContext[Any], call_id: str) -> str:
     elif not call.ctx.speech_handle.allow_interruptions:
         reason = "it disallowed interruptions"
     if reason is not None:
-        layers = (
-            templates_of(call.ctx),
-            call.policy.tool_templates,
-            call.policy.toolset_templates,
-            templates_of(ctx.session.current_agent),
-            templates_of(ctx.session),
-        )
-        raise llm.ToolError(
-            render(resolve("cancel_refused", layers), {"call_id": call_id, "reason": reason})
-        )
+        raise llm.ToolError(call.text("cancel_refused", call_id=call_id, reason=reason))
     await call.cancel(CANCEL_REASON_REQUESTED)
     return f"Task {call_id} cancelled."
 

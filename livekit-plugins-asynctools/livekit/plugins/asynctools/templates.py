@@ -400,6 +400,28 @@ def templates_of(target: Any) -> Templates | None:
         return None
 
 
+def text_for(
+    name: str,
+    args: dict[str, Any],
+    session: Any,
+    *,
+    ctx: Any = None,
+    tool: Templates | None = None,
+    toolset: Templates | None = None,
+) -> str:
+    """The text ``name`` with ``args``, from the most specific setting: the call's
+    (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
+    then the module default."""
+    layers = (
+        templates_of(ctx) if ctx is not None else None,
+        tool,
+        toolset,
+        templates_of(session.current_agent),
+        templates_of(session),
+    )
+    return render(resolve(name, layers), args)
+
+
 def resolve(name: str, layers: Iterable[Templates | None]) -> Template:
     """The template for ``name`` from the most specific layer (first) that sets it."""
     for layer in layers:

@@ -32,9 +32,7 @@ from .templates import (
     CANCEL_REASON_REPLACED,
     CONFIRM_DUPLICATE_PARAM,
     Templates,
-    render,
-    resolve,
-    templates_of,
+    text_for,
 )
 
 _AnyTool = llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any]
@@ -258,23 +256,18 @@ class AsyncToolset(llm.Toolset):
             return None
         if policy.on_duplicate == "confirm" and confirmed:
             return None
-        session = run_ctx.session
         which = "duplicate_reject" if policy.on_duplicate == "reject" else "duplicate_confirm"
-        layers = (
-            policy.tool_templates,
-            policy.toolset_templates,
-            templates_of(session.current_agent),
-            templates_of(session),
-        )
-        return render(
-            resolve(which, layers),
+        listing = "\n".join(json.dumps(_describe(c.function_call)) for c in running)
+        return text_for(
+            which,
             {
                 "function_name": name,
-                "running_fnc_calls": "\n".join(
-                    json.dumps(_describe(c.function_call)) for c in running
-                ),
+                "running_fnc_calls": listing,
                 "confirm_param": CONFIRM_DUPLICATE_PARAM,
             },
+            run_ctx.session,
+            tool=policy.tool_templates,
+            toolset=policy.toolset_templates,
         )
 
 
