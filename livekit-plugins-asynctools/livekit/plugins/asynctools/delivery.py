@@ -6,8 +6,9 @@ There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
 1. :meth:`DeliveryCoordinator.submit` adds it to the agent's chat context and the
    session history at once, in place (so a user turn that starts meanwhile already sees
    it, at a cost that does not grow with the history). On a realtime model, everything
-   submitted in the same burst reaches the provider's conversation in one update
-   (:meth:`_send_to_provider`), in submission order. A ``silent`` delivery stops here.
+   submitted in the same burst reaches the provider's conversation in one update, in
+   submission order (:class:`~livekit.plugins.asynctools.provider_feed.ProviderFeed`).
+   A ``silent`` delivery stops here.
 2. :meth:`_speak_loop` waits until the conversation is free
    (:class:`~livekit.plugins.asynctools.idle.ConversationFloor`), or for a ``now``
    delivery only until the user is quiet (cutting off interruptible agent speech), then
@@ -35,6 +36,7 @@ from .events import DeliveryMode, Lifecycle, ReplyEvent
 from .fillers import FillerSchedule
 from .idle import ConversationFloor
 from .log import logger
+from .provider_feed import ProviderFeed
 from .templates import text_for
 
 if TYPE_CHECKING:
@@ -98,13 +100,11 @@ class DeliveryCoordinator:
         self._lifecycle = lifecycle
         self.floor = ConversationFloor(session)
         self.fillers = FillerSchedule(self, running)
-        self._to_send: list[llm.ChatItem] = []
+        self._feed = ProviderFeed(session)
         self._to_speak: list[Delivery] = []
         # the batch whose reply is playing, and its speech
         self._in_flight: list[Delivery] = []
         self._playing: SpeechHandle | None = None
-        self._send_task: asyncio.Task[None] | None = None
-        self._sending_to: Any = None
         self._speak_task: asyncio.Task[None] | None = None
         self._waiting_for_floor = False
         # what the user heard of the last reply, when they cut it off
@@ -113,11 +113,6 @@ class DeliveryCoordinator:
         self._hold: asyncio.Future[None] | None = None
         self._hold_owner: BackgroundCall | None = None
         self._spoken = asyncio.Event()
-        # ids of items the provider refused, given to it as messages instead; once it has
-        # refused, every later output reaches it (and the local chat) as a message
-        self._as_messages: set[str] = set()
-        self._messages_only = False
-        self._warned: set[str] = set()
         self._closed = False
 
     @property
@@ -141,13 +136,11 @@ class DeliveryCoordinator:
             self._session.history.insert(delivery.items)
             return
         rt_session = _compat.provider_session(self._session)
-        if rt_session is not None and (
-            self._messages_only or not _compat.takes_injected_function_calls(rt_session)
-        ):
-            delivery.items = outputs_as_messages(delivery.items)
+        if rt_session is not None:
+            delivery.items = self._feed.prepare(rt_session, delivery.items)
         _compat.add_to_local_chat(self._session, delivery.items)
         if rt_session is not None:
-            self._send(rt_session, delivery.items)
+            self._feed.send(rt_session, delivery.items)
         if delivery.mode == "silent" and delivery.handoff is None:
             return  # the model has it; it rides along with whatever is said next
         self._to_speak.append(delivery)
@@ -173,7 +166,7 @@ class DeliveryCoordinator:
         self._closed = True
         self.floor.close()
         self.fillers.close()
-        self._to_send.clear()
+        self._feed.close()
         self._release_hold()
         not_given = [*self._in_flight, *self._to_speak]
         self._in_flight, self._to_speak = [], []
@@ -181,55 +174,6 @@ class DeliveryCoordinator:
             self._record_not_given(not_given)
         if self._speak_task is not None:
             self._speak_task.cancel()
-        sending = self._send_task is not None and not self._send_task.done()
-        if sending and not _compat.release_provider_update(self._sending_to):
-            assert self._send_task is not None
-            self._send_task.cancel()
-
-    def _send(self, rt_session: Any, items: Sequence[llm.ChatItem]) -> None:
-        self._to_send.extend(items)
-        if self._send_task is None or self._send_task.done():
-            self._sending_to = rt_session
-            self._send_task = asyncio.create_task(self._send_to_provider(), name="asynctools_send")
-
-    @utils.log_exceptions(logger=logger)
-    async def _send_to_provider(self) -> None:
-        while self._to_send:
-            batch, self._to_send = self._to_send, []
-            try:
-                await _compat.add_to_provider(self._sending_to, batch)
-            except Exception:
-                if self._closed:  # the session closed meanwhile: nobody is left to tell
-                    logger.debug("realtime model closed before it had the tool outputs")
-                else:
-                    await self._send_as_messages(batch)
-
-    async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
-        """The provider refused the outputs (say, under call ids it never issued) although
-        it says it takes such calls: give it their text as messages, here and from now on;
-        the local chat gets the same messages, so core never offers the refused items
-        again."""
-        self._messages_only = True
-        self._as_messages.update(item.id for item in batch)
-        messages = outputs_as_messages(batch)
-        _compat.replace_in_local_chat(self._session, batch, messages)
-        try:
-            await _compat.add_to_provider(self._sending_to, messages)
-        except Exception:
-            self._warn_once(
-                "the realtime model refused background tool outputs, even as messages; "
-                "it does not know about them"
-            )
-        else:
-            self._warn_once(
-                "the realtime model refused background tool outputs under their call ids; "
-                "they were added as messages instead"
-            )
-
-    def _warn_once(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            logger.warning(message)
 
     @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
@@ -250,9 +194,9 @@ class DeliveryCoordinator:
             if self._hold is not None:  # a tool talks with the user: wait until it is done
                 await asyncio.wait([self._hold])
                 continue
-            if self._send_task is not None and not self._send_task.done():
+            if self._feed.sending:
                 # the realtime model must have the outputs before it is asked about them
-                await asyncio.wait([self._send_task])
+                await self._feed.wait_sent()
                 continue
             rt_session = _compat.provider_session(self._session)
             if rt_session is not None and (missing := self._lost_by(rt_session, resent)):
@@ -263,7 +207,7 @@ class DeliveryCoordinator:
                     extra={"item_ids": [item.id for item in missing]},
                 )
                 resent.update(item.id for item in missing)
-                self._send(rt_session, missing)
+                self._feed.send(rt_session, missing)
                 continue
             if urgent and (current := self._session.current_speech) is not None:
                 if not current.done():
@@ -407,9 +351,8 @@ class DeliveryCoordinator:
 
     def _lost_by(self, rt_session: Any, resent: set[str]) -> list[llm.ChatItem]:
         """Pending outputs the realtime model's conversation lacks (once per item)."""
-        skip = resent | self._as_messages
-        pending = [item for d in self._to_speak for item in d.items if item.id not in skip]
-        return _compat.missing_from_provider(rt_session, pending)
+        pending = [item for d in self._to_speak for item in d.items if item.id not in resent]
+        return self._feed.missing(rt_session, pending)
 
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
         call_ids = [d.call_id for d in batch]
@@ -428,30 +371,6 @@ class DeliveryCoordinator:
             if _compat.session_is_closing(self._session):
                 return None
             raise
-
-
-OUTPUT_MESSAGE = "Background tool `{name}` (call_id {call_id}) reported: {output}"
-"""How a background output reads when a realtime provider takes it as a message (one that
-takes no function calls it did not issue, such as Gemini Live, Nova Sonic and Ultravox)."""
-
-
-def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
-    """The tool outputs among ``items`` as messages that say what they are (the function
-    calls are dropped: the message names the tool and the call id). They are user-role
-    messages, the one role every realtime provider takes into its context (Gemini Live
-    drops system messages), worded so the model does not take them for the user's words."""
-    return [
-        llm.ChatMessage(
-            role="user",
-            content=[
-                OUTPUT_MESSAGE.format(name=item.name, call_id=item.call_id, output=item.output)
-            ],
-        )
-        if isinstance(item, llm.FunctionCallOutput)
-        else item
-        for item in items
-        if not isinstance(item, llm.FunctionCall)
-    ]
 
 
 def heard_text(handle: SpeechHandle) -> str:

@@ -1,0 +1,146 @@
+"""Keeping a realtime model's conversation in step with the background outputs.
+
+On a realtime model, every output the plugin adds to the agent's chat must reach the
+provider's conversation too, before the model is asked about it, without removing
+anything the model holds (see ``_compat.add_to_provider``). One :class:`ProviderFeed` per
+session does that: outputs submitted in the same burst go in one update, in order; a
+provider that takes no function calls it did not issue (core's ``manual_function_calls``)
+gets them as messages from the start, and one that refuses them anyway gets them as
+messages from then on, with one warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from livekit.agents import llm, utils
+
+from . import _compat
+from .log import logger
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+
+OUTPUT_MESSAGE = "Background tool `{name}` (call_id {call_id}) reported: {output}"
+"""How a background output reads when a realtime provider takes it as a message (one that
+takes no function calls it did not issue, such as Gemini Live, Nova Sonic and Ultravox)."""
+
+
+class ProviderFeed:
+    """Sends one session's background outputs to its realtime model.
+
+    Args:
+        session: The session whose realtime model (of the current agent) is fed.
+    """
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self._session = session
+        self._to_send: list[llm.ChatItem] = []
+        self._task: asyncio.Task[None] | None = None
+        self._sending_to: Any = None
+        # ids of items the provider refused, given to it as messages instead; once it has
+        # refused, every later output reaches it (and the local chat) as a message
+        self._as_messages: set[str] = set()
+        self._messages_only = False
+        self._warned: set[str] = set()
+        self._closed = False
+
+    @property
+    def sending(self) -> bool:
+        """Whether outputs are on their way to the model."""
+        return self._task is not None and not self._task.done()
+
+    async def wait_sent(self) -> None:
+        """Wait until the outputs on their way have reached the model (or failed to)."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
+    def prepare(
+        self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]
+    ) -> Sequence[llm.ChatItem]:
+        """``items`` in the form this model takes: as they are, or as messages."""
+        if self._messages_only or not _compat.takes_injected_function_calls(rt_session):
+            return outputs_as_messages(items)
+        return items
+
+    def send(self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]) -> None:
+        """Add ``items`` to the model's conversation, with whatever else this burst sends."""
+        self._to_send.extend(items)
+        if not self.sending:
+            self._sending_to = rt_session
+            self._task = asyncio.create_task(self._send_all(), name="asynctools_send")
+
+    def missing(
+        self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]
+    ) -> list[llm.ChatItem]:
+        """The ``items`` the model's conversation lacks, leaving out what it refused."""
+        wanted = [item for item in items if item.id not in self._as_messages]
+        return _compat.missing_from_provider(rt_session, wanted)
+
+    def close(self) -> None:
+        """Stop at once (the session is closing); an update on its way is let go."""
+        self._closed = True
+        self._to_send.clear()
+        if self.sending and not _compat.release_provider_update(self._sending_to):
+            assert self._task is not None
+            self._task.cancel()
+
+    @utils.log_exceptions(logger=logger)
+    async def _send_all(self) -> None:
+        while self._to_send:
+            batch, self._to_send = self._to_send, []
+            try:
+                await _compat.add_to_provider(self._sending_to, batch)
+            except Exception:
+                if self._closed:  # the session closed meanwhile: nobody is left to tell
+                    logger.debug("realtime model closed before it had the tool outputs")
+                else:
+                    await self._send_as_messages(batch)
+
+    async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
+        """The provider refused the outputs (say, under call ids it never issued) although
+        it says it takes such calls: give it their text as messages, here and from now on;
+        the local chat gets the same messages, so core never offers the refused items
+        again."""
+        self._messages_only = True
+        self._as_messages.update(item.id for item in batch)
+        messages = outputs_as_messages(batch)
+        _compat.replace_in_local_chat(self._session, batch, messages)
+        try:
+            await _compat.add_to_provider(self._sending_to, messages)
+        except Exception:
+            self._warn_once(
+                "the realtime model refused background tool outputs, even as messages; "
+                "it does not know about them"
+            )
+        else:
+            self._warn_once(
+                "the realtime model refused background tool outputs under their call ids; "
+                "they were added as messages instead"
+            )
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(message)
+
+
+def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
+    """The tool outputs among ``items`` as messages that say what they are (the function
+    calls are dropped: the message names the tool and the call id). They are user-role
+    messages, the one role every realtime provider takes into its context (Gemini Live
+    drops system messages), worded so the model does not take them for the user's words."""
+    return [
+        llm.ChatMessage(
+            role="user",
+            content=[
+                OUTPUT_MESSAGE.format(name=item.name, call_id=item.call_id, output=item.output)
+            ],
+        )
+        if isinstance(item, llm.FunctionCallOutput)
+        else item
+        for item in items
+        if not isinstance(item, llm.FunctionCall)
+    ]
