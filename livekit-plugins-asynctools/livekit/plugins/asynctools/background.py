@@ -267,7 +267,7 @@ class BackgroundCall:
         self._updates += 1
         self.last_update = raw_message
         if progress is not None and progress != NO_PROGRESS:
-            self.progress = _merge(self.progress, progress)
+            self.progress = self.progress.merged(progress)
         first = not self._answered()
         entry = self.call_id if first else f"{self.call_id}_update_{self._updates - 1}"
         self._scope.lifecycle.updated(
@@ -542,14 +542,6 @@ class _Outcome(NamedTuple):
     exception: BaseException | None
     is_result: bool
     mode: DeliveryMode
-
-
-def _merge(old: Progress, new: Progress) -> Progress:
-    return Progress(
-        fraction=new.fraction if new.fraction is not None else old.fraction,
-        stage=new.stage if new.stage is not None else old.stage,
-        seconds_left=new.seconds_left if new.seconds_left is not None else old.seconds_left,
-    )
 
 
 def _is_agent(output: Any) -> bool:

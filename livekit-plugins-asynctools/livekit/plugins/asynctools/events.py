@@ -102,6 +102,14 @@ class Progress:
             seconds_left=None if seconds_left is None else float(seconds_left),
         )
 
+    def merged(self, new: Progress) -> Progress:
+        """This progress, with what ``new`` sets replacing it field by field."""
+        return Progress(
+            fraction=new.fraction if new.fraction is not None else self.fraction,
+            stage=new.stage if new.stage is not None else self.stage,
+            seconds_left=new.seconds_left if new.seconds_left is not None else self.seconds_left,
+        )
+
     def describe(self) -> str:
         """A short text for the model: ``" (40% done, stage: booking, about 12 s left)"``."""
         parts = []
