@@ -390,7 +390,7 @@ async def main(quick: bool, out: Path | None) -> int:
         )
         lines.append(
             f"| {name} | {fmt(res.get('asynctools'), unit)} | {fmt(res.get('core'), unit)} | "
-            f"{fmt(res.get('plain'), unit)} | {ratio:.2f}x |"
+            f"{fmt(res.get('plain'), unit)} | {'-' if ratio != ratio else f'{ratio:.2f}x'} |"
         )
     report = "\n".join(lines) + "\n"
     print(report)
