@@ -20,8 +20,6 @@ AGENTS_RELEASES = ["1.5.2", "1.5.17", "1.6.10", "1.7.1", "1.8.9"]
 LATEST = AGENTS_RELEASES[-1]
 
 TEST_DEPS = [
-    # the local Gemini Live server's TLS certificate, made for 127.0.0.1 at start-up
-    "cryptography>=42",
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
@@ -30,7 +28,8 @@ TEST_DEPS = [
 ]
 # what the offline flight-booking demo needs beyond the plugin: the example's VAD, and the
 # simulated user's voice (eSpeak NG, library and data inside the wheel)
-DEMO_DEPS = ["aiohttp>=3.10", "espeakng-loader>=0.2"]
+# and the local Gemini Live server's TLS certificate, made for 127.0.0.1 at start-up
+DEMO_DEPS = ["aiohttp>=3.10", "espeakng-loader>=0.2", "cryptography>=42"]
 
 
 def _silero(release: str) -> str:

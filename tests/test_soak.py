@@ -50,8 +50,8 @@ BYTES_PER_CALL_BOUND = 2
 """After the baseline, the heap allocated through the plugin's code and still held may
 grow by ``HEAP_SLACK`` (one-off resizes: asyncio's task table grew to 64 KB once in the
 long run) plus this many bytes per call; one leaked call would hold over 2,000 bytes.
-Measured (20,000 calls in waves of 250, 1.8.9): 85,892 bytes over the last 18,000 calls, 65,536 of them
-the task table."""
+Measured (20,000 calls in waves of 250, 1.8.9): 85,892 bytes over the last 18,000 calls,
+65,536 of them the task table."""
 FRAMES = 8
 
 _PLUGIN = "*/livekit/plugins/asynctools/*"
