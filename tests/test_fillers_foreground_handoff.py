@@ -602,11 +602,16 @@ async def test_a_result_that_returns_an_agent_after_an_update_hands_off(
     assert log.heard == ["ack t1", "Support here, how can I help?"]
 
 
-async def test_handoff_after_an_update_cancels_the_old_agents_calls() -> None:
-    """A handoff by a background result closes the old agent's toolsets: its other
-    running call is cancelled and the new agent's chat holds the `_cancelled` record."""
-    gates = Gates()
-    support = Support()
+TRANSFER_AND_HOTEL = Reply(
+    tool_calls=[
+        *call("transfer", "t1").tool_calls,
+        *call("reserve_hotel", "h1", city="Rome").tool_calls,
+    ]
+)
+
+
+def transfer_and_hotel(gates: Gates, support: Agent) -> AsyncToolset:
+    """`transfer` (books after ``booked``, then hands off to ``support``) and the hotel."""
 
     @function_tool
     async def transfer(ctx: AsyncRunContext) -> Any:
@@ -615,14 +620,17 @@ async def test_handoff_after_an_update_cancels_the_old_agents_calls() -> None:
         await gates.wait("booked")
         return support, "booked"
 
-    both = Reply(
-        tool_calls=[
-            *call("transfer", "t1").tool_calls,
-            *call("reserve_hotel", "h1", city="Rome").tool_calls,
-        ]
-    )
-    model = ScriptedLLM(responder=respond_to({"transfer": both}))
-    toolset = AsyncToolset(id="trip", tools=[transfer, Hotels(gates)], filler=None)
+    return AsyncToolset(id="trip", tools=[transfer, Hotels(gates)], filler=None)
+
+
+async def test_handoff_after_an_update_cancels_the_old_agents_calls() -> None:
+    """A handoff by a background result closes the old agent's toolsets: its other
+    running call is cancelled and the new agent's chat holds the `_cancelled` record."""
+    gates = Gates()
+    support = Support()
+
+    model = ScriptedLLM(responder=respond_to({"transfer": TRANSFER_AND_HOTEL}))
+    toolset = transfer_and_hotel(gates, support)
     async with text_session(TravelAgent(tools=[toolset]), llm=model) as (session, log):
         await session.run(user_input="transfer")
         gates.open("booked")
@@ -652,21 +660,8 @@ async def test_handoff_after_an_update_keeps_session_calls_running_for_the_new_a
     gates = Gates()
     support = Support()
 
-    @function_tool
-    async def transfer(ctx: AsyncRunContext) -> Any:
-        """Book, then transfer the user to support."""
-        await ctx.update("Booking before the transfer")
-        await gates.wait("booked")
-        return support, "booked"
-
-    both = Reply(
-        tool_calls=[
-            *call("transfer", "t1").tool_calls,
-            *call("reserve_hotel", "h1", city="Rome").tool_calls,
-        ]
-    )
-    model = ScriptedLLM(responder=respond_to({"transfer": both}))
-    toolset = AsyncToolset(id="trip", tools=[transfer, Hotels(gates)], filler=None)
+    model = ScriptedLLM(responder=respond_to({"transfer": TRANSFER_AND_HOTEL}))
+    toolset = transfer_and_hotel(gates, support)
     session: AgentSession = AgentSession(llm=model, tools=[toolset])
     log = ConversationLog(session)
     await session.start(TravelAgent(tools=[]))
