@@ -11,7 +11,21 @@ if str(EXAMPLE) not in sys.path:
 
 from flights import Booking, Flight, HotelReservation, TravelBackend  # noqa: E402
 
+from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
+
 from ..travel import Gates  # noqa: E402
+
+# what the user says and hears in the flight conversation, on every realtime model
+BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
+FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
+FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros."
+BOOKED = "Your flight is booked, reference FL-129894."
+EMAILED = "I've emailed you the confirmation."
+
+
+def complete_lines(log: ConversationLog) -> list[str]:
+    """The agent's lines the user heard in full (not cut off), in order."""
+    return [line.text for line in log.lines if line.role == "assistant" and not line.interrupted]
 
 
 class GatedBackend(TravelBackend):

@@ -54,13 +54,15 @@ from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
 
 from ..travel import Gates  # noqa: E402
-from .example import GatedBackend  # noqa: E402
-
-BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
-FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
-FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros."
-BOOKED = "Your flight is booked, reference FL-129894."
-EMAILED = "I've emailed you the confirmation."
+from .example import (  # noqa: E402
+    BOOK_FLIGHT,
+    BOOKED,
+    EMAILED,
+    FLIGHT_ACK,
+    FOUND,
+    GatedBackend,
+    complete_lines,
+)
 
 
 @dataclass
@@ -84,7 +86,7 @@ class GeminiRun:
     async def heard(self, text: str, *, timeout: float = 5.0) -> None:
         """Wait until the user has heard, in full, an agent line starting with ``text``."""
         await self.log.wait_for(
-            lambda log: any(line.startswith(text) for line in _complete_lines(log)),
+            lambda log: any(line.startswith(text) for line in complete_lines(log)),
             timeout=timeout,
         )
 
@@ -106,10 +108,6 @@ class GeminiRun:
             and t.messages[-1]["role"] == "system"
             and RESULTS_MARKER in t.messages[-1]["content"]
         ]
-
-
-def _complete_lines(log: ConversationLog) -> list[str]:
-    return [line.text for line in log.lines if line.role == "assistant" and not line.interrupted]
 
 
 @asynccontextmanager
@@ -163,7 +161,7 @@ async def test_a_booking_is_acknowledged_from_the_calls_own_response(
         await run.heard(FLIGHT_ACK)
         flight = run.call_id("search_and_book_flight")
 
-        assert _complete_lines(run.log) == [FLIGHT_ACK]
+        assert complete_lines(run.log) == [FLIGHT_ACK]
         assert run.responses_sent() == [flight]
         (response,) = run.live.received("toolResponse")[0]["functionResponses"]
         assert response["name"] == "search_and_book_flight"
@@ -186,13 +184,13 @@ async def test_progress_and_result_reach_the_model_and_are_spoken(
         run.gates.open("found")
         await run.heard("Found 3 flights", timeout=3.0)
         # the wrong line, said instead, must not pass for progress
-        heard = _complete_lines(run.log)
+        heard = complete_lines(run.log)
         run.gates.open("booked")
         if heard[:2] == [FLIGHT_ACK, FOUND]:
             await run.heard(EMAILED, timeout=3.0)
         flight = run.call_id("search_and_book_flight")
         assert run.live.dropped_responses == []
-        assert _complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        assert complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
         assert run.backend.emails == ["FL-129894"]
         progress = run.results_turns()[0].messages
         named = f"Background tool `search_and_book_flight` (call_id {flight}_update_1) reported"

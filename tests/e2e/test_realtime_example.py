@@ -34,18 +34,21 @@ from livekit.plugins.asynctools.testing import ConversationLog, eventually  # no
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
 
 from ..travel import Gates  # noqa: E402
-from .example import GatedBackend  # noqa: E402
+from .example import (  # noqa: E402
+    BOOK_FLIGHT,
+    BOOKED,
+    EMAILED,
+    FLIGHT_ACK,
+    FOUND,
+    GatedBackend,
+    complete_lines,
+)
 
-BOOK_FLIGHT = "Book me a flight from Paris to Tokyo on December 3rd."
 RESERVE_HOTEL = "Also reserve a hotel in Tokyo for 4 nights."
 HOLD_ON = "Hold on a second."
 CANCEL_HOTEL = "Cancel the hotel."
 
-FLIGHT_ACK = "Sure! Searching flights from Paris to Tokyo on 2026-12-03. I'll keep you posted."
 HOTEL_ACK = "Sure! Looking for a hotel in Tokyo for 4 nights. I'll keep you posted."
-FOUND = "Found 3 flights. The cheapest is LK992 at 13:45 for 192 euros."
-BOOKED = "Your flight is booked, reference FL-129894."
-EMAILED = "I've emailed you the confirmation."
 TAKE_YOUR_TIME = "Sure, take your time."
 CANCEL_CONFIRMED = "Done, I stopped the hotel search."
 CANCEL_RESULT = "The hotel search is cancelled."
@@ -72,7 +75,7 @@ class RealtimeRun:
     async def heard(self, text: str) -> None:
         """Wait until the user has heard, in full, an agent line starting with ``text``."""
         await self.log.wait_for(
-            lambda log: any(line.startswith(text) for line in _complete_lines(log))
+            lambda log: any(line.startswith(text) for line in complete_lines(log))
         )
 
     def call_id(self, name: str, index: int = 0) -> str:
@@ -91,10 +94,6 @@ class RealtimeRun:
     def results_requests(self) -> list[ResponseRecord]:
         """The responses asked for to speak background results, in order."""
         return [r for r in self.realtime.responses if RESULTS_MARKER in (r.instructions or "")]
-
-
-def _complete_lines(log: ConversationLog) -> list[str]:
-    return [line.text for line in log.lines if line.role == "assistant" and not line.interrupted]
 
 
 def _named_ids(instructions: str | None) -> list[str]:
@@ -177,7 +176,7 @@ async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken
 
         flight = run.call_id("search_and_book_flight")
         email = run.call_id("send_confirmation_email")
-        assert _complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        assert complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
         steps = [f"{flight}_update_1", f"{flight}_update_2", f"{flight}_finished"]
         assert run.outputs_sent() == [flight, *steps, email]
         # each output of a background step comes with its own function call
@@ -279,7 +278,7 @@ async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply
         assert _named_ids(results.instructions) == [f"{flight}_update_1", f"{hotel}_finished"]
         sent = {m.get("tool_call_id") for m in results.messages if m["role"] == "tool"}
         assert {f"{flight}_update_1", f"{hotel}_finished"} <= sent
-        heard = _complete_lines(run.log)
+        heard = complete_lines(run.log)
         assert heard[:3] == [FLIGHT_ACK, HOTEL_ACK, TAKE_YOUR_TIME]
         assert heard[4:] == [BOOKED, EMAILED]
         assert re.fullmatch(
