@@ -104,6 +104,12 @@ __all__ = [
 ]
 
 
+# 1.8: a tool result that asks for no reply
+_TOOL_RESULT: Any = getattr(llm, "ToolResult", None)
+if "reply_required" not in getattr(_TOOL_RESULT, "__dataclass_fields__", {}):
+    _TOOL_RESULT = None
+
+
 def silent_tool_answer(message: Any) -> tuple[Any, bool]:
     """What a tool call returns so that core records ``message`` without a reply.
 
@@ -111,11 +117,8 @@ def silent_tool_answer(message: Any) -> tuple[Any, bool]:
     ``ToolResult(reply_required=False)`` carries it; earlier releases only skip the reply
     for a tool that returns nothing, so the message follows as a silent output.
     """
-    tool_result = getattr(llm, "ToolResult", None)
-    if tool_result is not None and "reply_required" in getattr(
-        tool_result, "__dataclass_fields__", {}
-    ):
-        return tool_result(message, reply_required=False), False
+    if _TOOL_RESULT is not None:
+        return _TOOL_RESULT(message, reply_required=False), False
     return None, True
 
 
@@ -357,6 +360,8 @@ class ToolLifecycle:
     def __init__(self, session: AgentSession[Any]) -> None:
         self._session = session
         self._events: Any = None
+        self._updates_carry_silent = False
+        self._reply_event: Any = None
         # 1.7+ routes these events through a session hook (it restarts the away timer)
         self._emit = getattr(session, "_tool_execution_updated", None) or (
             lambda ev: session.emit("tool_execution_updated", ev)
@@ -372,20 +377,24 @@ class ToolLifecycle:
             for n in ("ToolExecutionUpdatedEvent", "ToolCallUpdated", "ToolCallEnded")
         ):
             self._emit = None
+            return
+        # probed once per session, not per update: 1.8 added both
+        self._updates_carry_silent = "silent" in events.ToolCallUpdated.model_fields
+        self._reply_event = getattr(events, "ToolReplyUpdated", None)
 
     def updated(self, *, entry_id: str, call_id: str, message: str, silent: bool) -> None:
         """A progress update after the first one (``silent`` where core knows it, 1.8)."""
         if self._emit is None:
             return
         fields: dict[str, Any] = {"id": entry_id, "call_id": call_id, "message": message}
-        if "silent" in self._events.ToolCallUpdated.model_fields:
+        if self._updates_carry_silent:
             fields["silent"] = silent
         update = self._events.ToolCallUpdated(**fields)
         self._emit(self._events.ToolExecutionUpdatedEvent(update=update))
 
     def reply(self, *, update_ids: list[str], status: str, speech_id: str) -> None:
         """A deferred reply's progress, where core has an event for it (1.8)."""
-        reply_event = getattr(self._events, "ToolReplyUpdated", None) if self._emit else None
+        reply_event = self._reply_event
         if reply_event is None or self._emit is None:
             return
         core_status = _CORE_REPLY_STATUS[status]
