@@ -44,9 +44,20 @@ from .events import (
 from .log import logger
 from .management import cancel_task, get_running_tasks
 from .policy import DEFAULT_FILLER, DuplicateMode, DuplicateScope, Filler, ToolPolicy, tool_policy
+from .room_tasks import (
+    RPC_CANCEL_TASK,
+    RPC_LIST_TASKS,
+    SCHEMA_VERSION,
+    TASKS_TOPIC,
+    TaskPublisher,
+    TaskRequest,
+    default_authorize,
+    publish_tasks,
+)
 from .templates import (
     ASK_INSTRUCTIONS,
     CANCEL_REASON_CLOSED,
+    CANCEL_REASON_FROM_ROOM,
     CANCEL_REASON_REPLACED,
     CANCEL_REASON_REQUESTED,
     CANCEL_REASON_SESSION_ENDED,
@@ -100,6 +111,14 @@ __all__ = [
     "RECEIPT_KEY",
     "get_running_tasks",
     "cancel_task",
+    "publish_tasks",
+    "TaskPublisher",
+    "TaskRequest",
+    "default_authorize",
+    "TASKS_TOPIC",
+    "RPC_LIST_TASKS",
+    "RPC_CANCEL_TASK",
+    "SCHEMA_VERSION",
     "UPDATE_TEMPLATE",
     "COMPLETED_WITHOUT_RESULT",
     "CANCELLED_TEMPLATE",
@@ -111,6 +130,7 @@ __all__ = [
     "CANCEL_REASON_REQUESTED",
     "CANCEL_REASON_REPLACED",
     "CANCEL_REASON_CLOSED",
+    "CANCEL_REASON_FROM_ROOM",
     "CANCEL_REASON_SESSION_ENDED",
     "CANCEL_REFUSED",
     "DUPLICATE_REJECT",

@@ -415,7 +415,7 @@ class BackgroundCall:
         is_error = isinstance(output, BaseException)
         if self._answer_now(output, error=is_error):
             # finished without an update: it was an ordinary tool call after all
-            self._ended("error" if is_error else "done", self.call_id, None)
+            self._ended("error" if is_error else "done", self.call_id, None, output)
             return
 
         record = f"{self.call_id}_finished"
@@ -432,7 +432,7 @@ class BackgroundCall:
             )
             output = said if output is None else (output, said)
         self._deliver(record, output, mode=mode)
-        self._ended("done", record, str(output))
+        self._ended("done", record, str(output), output)
 
     def _record_cancellation(self) -> None:
         name, call_id = self.function_call.name, self.call_id
@@ -453,8 +453,16 @@ class BackgroundCall:
         self._deliver(record, message)
         self._ended(status, record, message)
 
-    def _ended(self, status: TaskStatus, record_id: str, message: str | None) -> None:
-        ev = TaskEnded(call_id=self.call_id, status=status, record_id=record_id, message=message)
+    def _ended(
+        self, status: TaskStatus, record_id: str, message: str | None, value: Any = None
+    ) -> None:
+        ev = TaskEnded(
+            call_id=self.call_id,
+            status=status,
+            record_id=record_id,
+            message=message,
+            value=None if status == "error" else value,
+        )
         self._scope.lifecycle.ended(ev, self._toolset_events)
 
     def _deliver(

@@ -207,12 +207,14 @@ class TaskEnded:
             ``_cancelled``, ``_timed_out``), or ``call_id`` when the call ended before
             its first update and core recorded it as an ordinary tool call.
         message: The result or record text; None for an error (its text is not shown).
+        value: For ``done``, what the tool returned (may hold personal data); else None.
     """
 
     call_id: str
     status: TaskStatus
     record_id: str
     message: str | None = None
+    value: Any = None
     type: Literal["task_ended"] = "task_ended"
 
 

@@ -71,6 +71,10 @@ CANCEL_REASON_REPLACED = "because a newer call of the same tool replaced it"
 CANCEL_REASON_CLOSED = "because its toolset was closed"
 """``reason`` for a task cancelled by :meth:`AsyncToolset.aclose` (agent handoff, shutdown)."""
 
+CANCEL_REASON_FROM_ROOM = "by the user, from the app"
+"""``reason`` for a task cancelled through the room's ``asynctools.cancel_task`` RPC
+(see :func:`~livekit.plugins.asynctools.publish_tasks`)."""
+
 CANCEL_REASON_SESSION_ENDED = "because the session ended"
 """``reason`` for a task cancelled because its session closed (kept in the history only)."""
 
