@@ -9,6 +9,7 @@ Each test checks what the user heard and what the model was sent, in order.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import AsyncIterator
@@ -49,7 +50,8 @@ from gemini_server import GeminiLiveServer, Turn  # noqa: E402
 from openai_server import LocalOpenAIServer  # noqa: E402
 from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
 
-from livekit.agents import AgentSession  # noqa: E402
+from livekit.agents import Agent, AgentSession, function_tool  # noqa: E402
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset  # noqa: E402
 from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
 
@@ -112,19 +114,41 @@ class GeminiRun:
 
 @asynccontextmanager
 async def gemini_agent(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch, *, seconds_per_char: float = 0.004
+    sockets: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    seconds_per_char: float = 0.004,
+    tool_behavior: Any = None,
+    agent: Any = None,
 ) -> AsyncIterator[GeminiRun]:
-    """The example agent on Gemini Live, against a fresh local server."""
+    """The example agent (or ``agent``) on Gemini Live, against a fresh local server;
+    ``tool_behavior`` is the model's (``NON_BLOCKING``...), else the server's default."""
     gates = Gates()
     backend = GatedBackend(gates)
     async with LocalOpenAIServer(flight_scenario(seconds_per_char=seconds_per_char)) as server:
         # google-genai reads SSL_CERT_FILE when its client is made, at session start
         monkeypatch.setenv("SSL_CERT_FILE", server.certificate.ca_file)
-        session = build_session(mode="gemini", base_url=server.gemini_base_url, api_key="offline")
+        if tool_behavior is None:
+            session = build_session(
+                mode="gemini", base_url=server.gemini_base_url, api_key="offline"
+            )
+        else:
+            from google.genai import types
+
+            from livekit.plugins import google
+
+            model = google.realtime.RealtimeModel(
+                http_options=types.HttpOptions(base_url=server.gemini_base_url),
+                api_key="offline",
+                tool_behavior=tool_behavior,
+            )
+            session = AgentSession(llm=model)
         session.output.audio = RealTimeSpeaker()
         log = ConversationLog(session)
         await session.start(
-            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
+            agent(gates)
+            if agent is not None
+            else FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
         )
         run = GeminiRun(server, session, gates, backend, log, sockets)
         try:
@@ -235,3 +259,102 @@ async def test_background_outputs_reach_gemini_as_content_turns_not_function_res
         assert f"{flight}_update_2" not in ask["turns"][0]["parts"][0]["text"]
         assert ask["turns"][1]["parts"] == [{"text": "."}]
         run.gates.open("booked")
+
+
+def _non_blocking() -> Any:
+    from google.genai import types
+
+    return types.Behavior.NON_BLOCKING
+
+
+def _declared_behaviors(run: GeminiRun) -> dict[str, str | None]:
+    (setup,) = run.live.received("setup")
+    return {
+        d["name"]: d.get("behavior")
+        for t in setup.get("tools") or []
+        for d in t.get("functionDeclarations") or []
+    }
+
+
+async def test_under_non_blocking_the_booking_answers_when_idle_and_the_flow_holds(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``tool_behavior=NON_BLOCKING`` (Gemini schedules the responses itself): the
+    tools are declared non-blocking, the first update goes back as the call's response
+    with the default ``WHEN_IDLE`` scheduling (the plugin's ``idle``), Gemini answers it
+    once idle, and progress, result and email follow as without it."""
+    async with gemini_agent(sockets, monkeypatch, tool_behavior=_non_blocking()) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        await run.heard("Found 3 flights", timeout=3.0)
+        run.gates.open("booked")
+        await run.heard(EMAILED, timeout=3.0)
+        flight = run.call_id("search_and_book_flight")
+
+        assert _declared_behaviors(run)["search_and_book_flight"] == "NON_BLOCKING"
+        (response,) = [
+            r
+            for m in run.live.received("toolResponse")
+            for r in m["functionResponses"]
+            if r.get("id") == flight
+        ]
+        assert response.get("scheduling", "WHEN_IDLE") == "WHEN_IDLE"
+        assert complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        assert run.live.dropped_responses == []
+
+
+def _maps_silent_outputs() -> bool:
+    """Whether this release's core marks an output that wants no reply (1.8+), which
+    livekit-plugins-google turns into ``SILENT`` under NON_BLOCKING."""
+    from livekit.agents import llm
+
+    return "reply_required" in llm.FunctionCallOutput.model_fields
+
+
+def _quiet_agent(gates: Gates) -> Any:
+    """The example's flight tool, reduced to a silent first update and spoken progress."""
+
+    class QuietTravel(AsyncToolset):
+        def __init__(self) -> None:
+            super().__init__(id="travel")
+
+        @function_tool
+        async def search_and_book_flight(
+            self, ctx: AsyncRunContext, origin: str, destination: str, date: str
+        ) -> str:
+            """Search flights and book the cheapest one."""
+            await ctx.update(f"Searching flights to {destination}.", delivery="silent")
+            await gates.wait("found")
+            await ctx.update(FOUND)
+            await gates.wait("booked")
+            return "Booked."
+
+    return Agent(instructions="You book flights.", tools=[QuietTravel()])
+
+
+@pytest.mark.skipif(not _maps_silent_outputs(), reason="this core has no reply_required")
+async def test_under_non_blocking_a_silent_first_update_is_a_silent_response(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A silent first update under NON_BLOCKING reaches Gemini as the call's response with
+    ``scheduling: SILENT``: Gemini starts no turn for it and the user hears nothing, until
+    the next (idle) update is spoken."""
+    async with gemini_agent(
+        sockets, monkeypatch, tool_behavior=_non_blocking(), agent=_quiet_agent
+    ) as run:
+        await run.user_says(BOOK_FLIGHT)
+        async with asyncio.timeout(5):
+            while not run.live.received("toolResponse"):
+                await asyncio.sleep(0.01)
+        flight = run.call_id("search_and_book_flight")
+        (response,) = run.live.received("toolResponse")[0]["functionResponses"]
+        run.gates.open("found")
+        await run.heard("Found 3 flights", timeout=3.0)
+        run.gates.open("booked")
+
+        assert response["id"] == flight and response["scheduling"] == "SILENT"
+        assert "Searching flights to Tokyo" in response["response"]["output"]
+        # the only turns: the user's, and the one that speaks the progress
+        assert [t.trigger for t in run.live.turns][:2] == ["user", "client_content"]
+        assert complete_lines(run.log)[0].startswith("Found 3 flights")
