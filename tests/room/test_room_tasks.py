@@ -66,7 +66,9 @@ class Feed:
         room.register_text_stream_handler(TASKS_TOPIC, on_stream)
 
     async def _read(self, reader: rtc.TextStreamReader) -> None:
+        # streams can finish out of order: keep them in the order the agent sent them
         self.messages.append(json.loads(await reader.read_all()))
+        self.messages.sort(key=lambda m: m["seq"])
 
     def of(self, call_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m.get("task", {}).get("call_id") == call_id]
@@ -110,15 +112,12 @@ async def agent_in_room(server: Any, name: str, **publish_options: Any) -> Async
             }
         )
     )
-    agent = await join(server, name, AGENT)
+    # the user first, as when a worker's job starts: the agent then finds them in the room
+    # at once (the server tells earlier participants of a newcomer only in its next batch)
     user = await join(server, name, USER)
     feed = Feed()
     feed.listen(user)
-    # the server tells earlier participants of a newcomer within a couple of seconds;
-    # a worker's job, too, starts with the user in the room
-    async with asyncio.timeout(10):
-        while USER not in agent.remote_participants:
-            await asyncio.sleep(0.05)
+    agent = await join(server, name, AGENT)
     session: AgentSession[Any] = AgentSession(llm=model)
     await session.start(
         TravelAgent(tools=[flights]),
@@ -151,11 +150,17 @@ async def test_a_call_is_published_in_order_with_its_progress_and_nothing_privat
         room.gates.open("found")
         await room.feed.wait_for(lambda m: len(room.feed.of("feed-c1")) >= 3)
         room.gates.open("booked")
-        await room.feed.wait_for(lambda m: any(x["event"] == "ended" for x in m))
+        await room.feed.wait_for(
+            lambda m: (
+                any(x["event"] == "reply" and x["status"] == "heard" for x in m)
+                and any(x["event"] == "ended" for x in m)
+            )
+        )
 
     events = room.feed.of("feed-c1")
     assert [e["event"] for e in events] == ["started", "updated", "updated", "ended"]
     assert all(e["v"] == 1 for e in room.feed.messages)
+    assert [m["seq"] for m in room.feed.messages] == list(range(1, len(room.feed.messages) + 1))
     started, first, second, ended = (e["task"] for e in events)
     assert started["function"] == "book_flight" and started["toolset"] == "flights"
     assert started["status"] == "running" and started["cancellable"] is True

@@ -174,6 +174,8 @@ class TaskPublisher:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._sender = asyncio.create_task(self._send_all(), name="asynctools.room_tasks.send")
         self._closed = False
+        # numbers the messages: a front end reads streams that may finish out of order
+        self._seq = 0
         self._events: TaskEvents = task_events(session)
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("task_started", self._on_started),
@@ -243,8 +245,9 @@ class TaskPublisher:
 
     def _send(self, message: dict[str, Any]) -> None:
         if not self._closed:
+            self._seq += 1
             self._outbox.put_nowait(
-                json.dumps({"v": SCHEMA_VERSION, "time": time.time(), **message})
+                json.dumps({"v": SCHEMA_VERSION, "seq": self._seq, "time": time.time(), **message})
             )
 
     async def _send_all(self) -> None:
