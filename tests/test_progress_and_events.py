@@ -3,6 +3,9 @@ user see them (text-only session)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -247,6 +250,33 @@ async def test_a_sessions_events_never_show_another_sessions_calls() -> None:
     assert {ev.call_id for name, ev in on_a if name.startswith("task_")} == {"a1"}
     assert on_b == [] and on_toolset_b == []
     assert task_events(session_a) is not task_events(session_b)
+
+
+async def test_a_listener_holding_its_session_lets_the_closed_session_go() -> None:
+    """A ``task_events`` listener that refers to its session, as most do, does not keep
+    the session alive once it closed: a worker hosting session after session in one
+    process does not grow with each (it did: every session, its tasks and its history
+    stayed in memory)."""
+    seen: list[int] = []
+
+    async def converse() -> weakref.ref[Any]:
+        gates = Gates()
+        model = ScriptedLLM(responder=respond_to({"export": call("export", "a1")}))
+        agent = TravelAgent(tools=[export_toolset(gates)])
+        async with text_session(agent, llm=model) as (session, log):
+            history = lambda _: seen.append(len(session.history.items))  # noqa: E731
+            task_events(session).on("task_started", history)
+            await session.run(user_input="export")
+            gates.open("half", "done")
+            await log.wait_for(lambda _: any("a1_finished" in h for h in log.heard))
+        return weakref.ref(session)
+
+    closed = await converse()
+    for _ in range(20):  # what the session's close scheduled finishes first
+        await asyncio.sleep(0)
+    gc.collect()
+
+    assert len(seen) == 1 and closed() is None
 
 
 def blocking_toolset(gates: Gates, **options: Any) -> AsyncToolset:

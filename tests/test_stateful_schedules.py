@@ -319,7 +319,7 @@ class Schedules(RuleBasedStateMachine):
                 f"a step hung: steps {self.steps}, agent {self.session.agent_state}, "
                 f"speech {self.session.current_speech}, started {list(self.started)}, "
                 f"ended {list(self.ended)}, pending {scope and scope.delivery.pending}, "
-                f"in flight {self.in_flight}"
+                f"in flight {self.in_flight}\n" + _task_stacks(self.loop)
             ) from None
 
     async def _settle_briefly(self) -> None:
@@ -583,6 +583,26 @@ class Schedules(RuleBasedStateMachine):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
+    """Where each unfinished task of ``loop`` waits: what a hung step is stuck on."""
+    lines = []
+    for task in asyncio.all_tasks(loop):
+        if task.done():
+            continue
+        chain, awaited = [], task.get_coro()
+        while awaited is not None:  # down the await chain, to what it waits on at the bottom
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is None:
+                chain.append(repr(awaited)[:120])
+                break
+            code = frame.f_code
+            chain.append(f"{code.co_name} ({code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        where = " -> ".join(chain)
+        lines.append(f"  {task.get_name()}: {where or 'not started'}")
+    return "unfinished tasks:\n" + "\n".join(sorted(lines))
 
 
 def _settings() -> settings:

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -242,7 +243,15 @@ def task_events(session: AgentSession[Any]) -> TaskEvents:
     events = _session_events.get(session)
     if events is None:
         events = _session_events[session] = TaskEvents()
+        # a listener that refers to the session (most do) would keep this entry, and so the
+        # session and everything it holds, alive for good: the entry goes when it closes
+        session.once("close", functools.partial(_forget, weakref.ref(session)))
     return events
+
+
+def _forget(session: weakref.ref[AgentSession[Any]], _: Any) -> None:
+    if (closed := session()) is not None:
+        _session_events.pop(closed, None)
 
 
 @dataclass(slots=True)
