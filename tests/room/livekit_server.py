@@ -275,6 +275,11 @@ rtc:
   use_mdns: false
 turn:
   enabled: false
+# the server hands a job only to a worker reporting a load under target_load (0.7 by
+# default, of the whole machine's CPU): on a 2-core machine running Chromium beside the
+# worker that is often over, and no agent would ever join
+agents:
+  target_load: 1000
 keys:
   "{api_key}": "{api_secret}"
 logging:
