@@ -3,15 +3,30 @@
 Run it (see README.md):
 
     python agent.py dev        # against your LiveKit server, join the room to talk
+    python agent.py start      # the same, as in production
     python agent.py console    # in the terminal, with your microphone
 
-``AGENT_MODE`` chooses the model: ``realtime`` (OpenAI realtime, default), ``pipeline``
-(OpenAI STT, LLM and TTS with Silero VAD) or ``gemini`` (the Gemini Live API, with
-``GOOGLE_API_KEY``; ``GEMINI_BASE_URL`` points it at another endpoint).
+``LIVEKIT_URL``, ``LIVEKIT_API_KEY`` and ``LIVEKIT_API_SECRET`` name the LiveKit server;
+``OPENAI_BASE_URL`` (and ``OPENAI_API_KEY``) the OpenAI endpoint. ``AGENT_MODE`` chooses
+the model: ``realtime`` (OpenAI realtime, default), ``pipeline`` (OpenAI STT, LLM and TTS
+with Silero VAD) or ``gemini`` (the Gemini Live API, with ``GOOGLE_API_KEY``;
+``GEMINI_BASE_URL`` points it at another endpoint). The backend's latencies come from
+``FLIGHT_SEARCH_LATENCY``, ``FLIGHT_BOOKING_LATENCY``, ``HOTEL_LATENCY`` and
+``BACKEND_SPEED`` (see flights.py). ``AGENT_HTTP_HOST`` and ``AGENT_HTTP_PORT`` move the
+worker's health-check server (default: every interface, port 8081 with ``start``);
+with ``AGENT_MAX_JOBS`` the worker counts its load in jobs, full at that many, instead of
+by the machine's CPU (which the LiveKit server also reads: above 0.7 it sends no job).
+
+In a room, the background tasks are published for the front end (``publish_tasks``):
+each call's start, updates and end on the ``lk.asynctools.tasks`` text stream, and the
+RPC methods ``asynctools.list_tasks`` and ``asynctools.cancel_task``. Of what the tools
+receive and return, only a booked flight's reference is shown.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,15 +34,22 @@ from typing import Any, Literal
 
 from livekit.agents import (
     Agent,
+    AgentServer,
     AgentSession,
     JobContext,
+    JobProcess,
     RunContext,
-    WorkerOptions,
     cli,
     function_tool,
 )
 from livekit.plugins import openai
-from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, Filler, tool_policy
+from livekit.plugins.asynctools import (
+    AsyncRunContext,
+    AsyncToolset,
+    Filler,
+    publish_tasks,
+    tool_policy,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from flights import TravelBackend  # noqa: E402
@@ -231,11 +253,73 @@ def selected_mode() -> Mode:
     return mode  # type: ignore[return-value]
 
 
+def published_booking_reference(
+    function_name: str, field: Literal["arguments", "result"], value: Any
+) -> Any | None:
+    """What the room may see of a call: the flight's booking reference, nothing else.
+
+    The redaction hook of ``publish_tasks``: a front end shows the reference on the
+    flight's card; the route, the date, the hotel and every argument stay in the worker.
+    ``value`` is what the tool returned (or its text, which is parsed).
+    """
+    if function_name != "search_and_book_flight" or field != "result":
+        return None
+    result = _parsed(value) if isinstance(value, (str, bytes)) else value
+    if isinstance(result, dict) and isinstance(result.get("booking_reference"), str):
+        return {"booking_reference": result["booking_reference"]}
+    return None  # declined, failed or cancelled: nothing to show
+
+
+def _parsed(text: str | bytes) -> Any:
+    """A tool's result from its text: JSON, or the repr of a Python literal."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text if isinstance(text, str) else text.decode())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _server_options() -> dict[str, Any]:
+    """The worker's options the environment sets: where its health-check HTTP server
+    listens, and how its load is counted."""
+    options: dict[str, Any] = {}
+    if host := os.environ.get("AGENT_HTTP_HOST"):
+        options["host"] = host
+    if port := os.environ.get("AGENT_HTTP_PORT"):
+        options["port"] = int(port)
+    if max_jobs := os.environ.get("AGENT_MAX_JOBS"):
+        # in jobs rather than the machine's CPU, which other programs share
+        limit = int(max_jobs)
+        options["load_fnc"] = lambda worker: len(worker.active_jobs) / limit
+        options["load_threshold"] = 1.0
+    return options
+
+
+server = AgentServer(**_server_options())
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Load the pipeline's VAD once per process, before a job arrives."""
+    if selected_mode() == "pipeline":
+        from livekit.plugins import silero
+
+        proc.userdata["vad"] = silero.VAD.load()
+
+
+server.setup_fnc = prewarm
+
+
+@server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
-    """Join the room and talk."""
-    await ctx.connect()
-    session = build_session(mode=selected_mode())
+    """Join the room and talk; the room sees the background tasks (the booking reference
+    of a flight, nothing else) and may list and cancel them."""
+    session = build_session(mode=selected_mode(), vad=ctx.proc.userdata.get("vad"))
     await session.start(FlightAgent(backend=TravelBackend.from_env()), room=ctx.room)
+    if not ctx.is_fake_job():  # console mode has no room to publish to
+        publish_tasks(session, ctx.room, redact=published_booking_reference)
 
 
 LIVEKIT_VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
@@ -259,4 +343,4 @@ if __name__ == "__main__":
             "Set " + ", ".join(missing) + " (your LiveKit server; see .env.example) "
             "before running the agent against LiveKit. `console` runs without them."
         )
-    cli.run_app(WorkerOptions(entrypoint_fnc=entrypoint))
+    cli.run_app(server)

@@ -2,13 +2,13 @@
 
 Implemented: streaming chat completions with tool calls (``POST /v1/chat/completions``,
 server-sent events, usage chunk); text to speech (``POST /v1/audio/speech``: raw 24 kHz
-mono PCM, or base64 deltas as server-sent events when ``stream_format="sse"``); speech to
-text (``POST /v1/audio/transcriptions``: a multipart WAV upload, answered ``json`` or
-``verbose_json``, recognised by :class:`KnownSpeech`); the model list
-(``GET /v1/models``); the Realtime API websocket (``GET /v1/realtime``), served by
-:class:`~realtime_server.RealtimeServer` (``server.realtime``); and, on a second, TLS
-port of the same app, the Gemini Live API websocket, served by
-:class:`~gemini_server.GeminiLiveServer` (``server.gemini``,
+mono PCM of :func:`~agent_voice.tone`, or base64 deltas as server-sent events when
+``stream_format="sse"``); speech to text (``POST /v1/audio/transcriptions``: a multipart
+WAV upload, answered ``json`` or ``verbose_json``, recognised by
+:class:`~known_speech.KnownSpeech`); the model list (``GET /v1/models``); the Realtime
+API websocket (``GET /v1/realtime``), served by :class:`~realtime_server.RealtimeServer`
+(``server.realtime``); and, on a second, TLS port of the same app, the Gemini Live API
+websocket, served by :class:`~gemini_server.GeminiLiveServer` (``server.gemini``,
 ``server.gemini_base_url``). Everything answers from one :class:`Scenario`, records
 every request, binds to 127.0.0.1 only, and refuses what it does not understand with
 the error body OpenAI sends (``{"error": {"message", "type", "param", "code"}}``).
@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from agent_voice import tone
 from aiohttp import web
 from gemini_server import GeminiLiveServer, LocalCertificate
+from known_speech import KnownSpeech
 from realtime_server import RealtimeServer
 
 Message = dict[str, Any]
@@ -53,57 +54,6 @@ class Rule:
     name: str
     when: Callable[[list[Message]], bool]
     answer: Answer | Callable[[list[Message]], Answer]
-
-
-class KnownSpeech:
-    """What the transcription endpoint recognises: clips of speech and what they say.
-
-    A clip is recognised by the shape of its loudness over time (log RMS in 10 ms steps),
-    wherever it sits in the audio sent and whatever its sample rate, so the speech that
-    reaches the server after VAD segmentation and resampling is still found. Audio that
-    matches no clip closely is transcribed as ``""``, as OpenAI does with noise.
-    """
-
-    MIN_SIMILARITY = 0.8
-    """Correlation of loudness shapes below which audio is not that clip."""
-
-    def __init__(self) -> None:
-        self._clips: list[tuple[str, np.ndarray]] = []
-
-    def learn(self, text: str, pcm: bytes, sample_rate: int) -> None:
-        """Recognise ``pcm`` (16-bit mono) as ``text`` from now on."""
-        self._clips.append((text, _loudness(pcm, sample_rate)))
-
-    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """The text of the known clip that ``pcm`` contains, or ``""``."""
-        heard = _loudness(pcm, sample_rate)
-        scored = [(_similarity(heard, clip), text) for text, clip in self._clips]
-        best, text = max(scored, default=(0.0, ""))
-        return text if best >= self.MIN_SIMILARITY else ""
-
-
-def _loudness(pcm: bytes, sample_rate: int, *, step: float = 0.01) -> np.ndarray:
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    width = max(int(sample_rate * step), 1)
-    frames = samples[: len(samples) // width * width].reshape(-1, width)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    # below about -50 dBFS is silence: resampling noise there must not shape the match
-    return np.log10(np.maximum(rms, 100.0))
-
-
-def _similarity(heard: np.ndarray, clip: np.ndarray) -> float:
-    """Best correlation of ``clip`` with a same-length stretch of ``heard``."""
-    if len(clip) < 2 or len(heard) < 0.8 * len(clip):
-        return 0.0
-    if len(heard) < len(clip):
-        heard = np.pad(heard, (0, len(clip) - len(heard)))
-    windows = np.lib.stride_tricks.sliding_window_view(heard, len(clip))
-    centred = windows - windows.mean(axis=1, keepdims=True)
-    target = clip - clip.mean()
-    norms = np.linalg.norm(centred, axis=1) * np.linalg.norm(target)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlations = np.where(norms > 0, centred @ target / norms, 0.0)
-    return float(correlations.max())
 
 
 @dataclass
@@ -256,7 +206,7 @@ class LocalOpenAIServer:
         text = body.get("input")
         if not isinstance(text, str) or not text:
             return _error(400, "input is required", "input")
-        pcm = b"\x00\x00" * int(len(text) * self.scenario.seconds_per_char * 24000)
+        pcm = tone(int(len(text) * self.scenario.seconds_per_char * 24000), 24000)
         if body.get("stream_format") == "sse":
             # newer TTS models stream base64 audio deltas as server-sent events
             response = web.StreamResponse(
