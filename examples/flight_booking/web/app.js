@@ -70,6 +70,7 @@ async function join() {
   }
   $('join').hidden = true;
   $('leave').hidden = false;
+  $('say').hidden = false;
   setStatus(`In room ${room.name} as ${room.localParticipant.identity}. Waiting for the agent…`);
   const present = [...room.remoteParticipants.values()].find((p) => p.isAgent);
   if (present) onAgent(present);
@@ -103,6 +104,7 @@ function wire(r) {
     $('join').hidden = false;
     $('join').disabled = false;
     $('leave').hidden = true;
+    $('say').hidden = true;
     setStatus('Left the room.');
   });
   r.on(RoomEvent.ParticipantConnected, (participant) => {
@@ -240,6 +242,27 @@ function renderLine(line, text, final) {
   }
   line.element.scrollIntoView({ block: 'nearest' });
 }
+
+// -- typing instead of speaking
+
+const CHAT_TOPIC = 'lk.chat';
+let typed = 0;
+
+async function say(event) {
+  event.preventDefault();
+  const input = $('say-text');
+  const text = input.value.trim();
+  if (!text || !room) return;
+  input.value = '';
+  // the agent reads the linked participant's chat as a user turn
+  await room.localParticipant.sendText(text, { topic: CHAT_TOPIC });
+  typed += 1;
+  renderLine(transcriptLine(`typed-${typed}`, 'user'), text, true);
+}
+
+$('say').addEventListener('submit', (event) => {
+  say(event).catch((error) => console.warn('could not send the message', error));
+});
 
 // -- background tasks
 
