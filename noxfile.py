@@ -102,21 +102,14 @@ def room(session: nox.Session) -> None:
 
 @nox.session
 def room_demo(session: nox.Session) -> None:
-    """The live room demo: livekit-server on loopback, the agent worker, the web page."""
+    """The live room demo: livekit-server on loopback, the agent worker, the web page
+    (`-- --port 8080`, the default, sets the page's port)."""
     _install_release(session, LATEST, *DEMO_DEPS, *ROOM_DEPS, _silero(LATEST))
     session.run("python", LIVEKIT_SERVER, "--build")
     _npm_ci(session)
-    # TODO(lead): wire the rest of the demo here, once its pieces land:
-    #   1. the agent worker, started against this server with the LIVEKIT_URL,
-    #      LIVEKIT_API_KEY and LIVEKIT_API_SECRET the server prints (the worker launcher,
-    #      tests/room/worker.py, or `python examples/flight_booking/agent.py dev`);
-    #   2. the page's server, `python examples/flight_booking/web/serve.py --port 0`, with
-    #      the same three variables, and its printed address shown to the user;
-    #   3. one launcher script owning all three processes, so Ctrl-C stops every one
-    #      (livekit_server.start_server / LiveKitServer.stop for the server).
-    # Until then this starts the server alone and waits for Ctrl-C.
-    session.log("page: not wired yet (see the TODO in noxfile.py's room_demo)")
-    session.run("python", LIVEKIT_SERVER, "--serve")
+    # the server, the local model server, `agent.py dev` and the page's server, on loopback;
+    # it prints the page's address and the lines to type; Ctrl-C stops every process
+    session.run("python", "tests/room/room_demo.py", *session.posargs)
 
 
 @nox.session
