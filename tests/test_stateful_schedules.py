@@ -29,9 +29,11 @@ are deterministic per example count: a larger count explores different schedules
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -311,6 +313,8 @@ class Schedules(RuleBasedStateMachine):
     # driving the loop
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        global _gc_in_step
+        _gc_in_step = 0.0
         try:
             return self.loop.run_until_complete(asyncio.wait_for(coro, STEP_TIMEOUT))
         except asyncio.TimeoutError:
@@ -319,7 +323,9 @@ class Schedules(RuleBasedStateMachine):
                 f"a step hung: steps {self.steps}, agent {self.session.agent_state}, "
                 f"speech {self.session.current_speech}, started {list(self.started)}, "
                 f"ended {list(self.ended)}, pending {scope and scope.delivery.pending}, "
-                f"in flight {self.in_flight}\n" + _task_stacks(self.loop)
+                f"in flight {self.in_flight}; longest garbage collection so far "
+                f"{max(GC_PAUSES, default=0.0):.2f} s, in this step {_gc_in_step:.2f} s\n"
+                + _task_stacks(self.loop)
             ) from None
 
     async def _settle_briefly(self) -> None:
@@ -585,6 +591,26 @@ class Schedules(RuleBasedStateMachine):
         loop.close()
 
 
+GC_PAUSES: list[float] = []
+_gc_in_step = 0.0
+_gc_started = 0.0
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    """Record how long each garbage collection pauses the loop (a hung step's suspect)."""
+    global _gc_started, _gc_in_step
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    else:
+        pause = time.perf_counter() - _gc_started
+        _gc_in_step += pause
+        if pause > 0.05:
+            GC_PAUSES.append(pause)
+
+
+gc.callbacks.append(_time_gc)
+
+
 def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
     """Where each unfinished task of ``loop`` waits: what a hung step is stuck on."""
     lines = []
@@ -632,6 +658,8 @@ def test_generated_schedules_keep_every_call_and_result(capsys: pytest.CaptureFi
                 f"\n[fuzz] examples run: {EXAMPLES['run']}, distinct schedules: "
                 f"{len(SCHEDULES)} (derandomized); "
                 + ", ".join(f"{k}: {n}" for k, n in sorted(EXAMPLES.items()) if k != "run")
+                + f"; garbage collections over 50 ms: {len(GC_PAUSES)}, longest "
+                f"{max(GC_PAUSES, default=0.0):.2f} s"
             )
 
 
