@@ -72,10 +72,11 @@ class RealtimeRun:
     async def user_says(self, text: str, *, duration: float = 0.1) -> None:
         await self.realtime.user_says(text, duration=duration)
 
-    async def heard(self, text: str) -> None:
+    async def heard(self, text: str, *, timeout: float | None = None) -> None:
         """Wait until the user has heard, in full, an agent line starting with ``text``."""
         await self.log.wait_for(
-            lambda log: any(line.startswith(text) for line in complete_lines(log))
+            lambda log: any(line.startswith(text) for line in complete_lines(log)),
+            **({} if timeout is None else {"timeout": timeout}),
         )
 
     def call_id(self, name: str, index: int = 0) -> str:

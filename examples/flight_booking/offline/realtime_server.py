@@ -79,6 +79,9 @@ class RealtimeServer:
         responses: Every response generated, in order.
     """
 
+    session_class: type[RealtimeSession] = RealtimeSession
+    """What serves one websocket; a provider that differs from OpenAI subclasses it."""
+
     def __init__(self, scenario: Scenario, *, pace: float = 2.0) -> None:
         if pace <= 0:
             raise ValueError("pace must be positive")
@@ -89,6 +92,7 @@ class RealtimeServer:
         self.responses: list[ResponseRecord] = []
         self._sessions: list[RealtimeSession] = []
         self._connected = asyncio.Event()
+        self._open: dict[RealtimeSession, web.Request] = {}
 
     def mount(self, app: web.Application) -> None:
         """Serve ``GET /v1/realtime`` on ``app``; close open sockets when it shuts down."""
@@ -131,6 +135,33 @@ class RealtimeServer:
         session = await self._current_session()
         await session.user_says(text, duration=duration)
 
+    async def drop_connections(self, *, code: int | None = None) -> int:
+        """Drop every open websocket, as a network failure or a server restart does.
+
+        Args:
+            code: None closes the TCP connection at once, with no close frame (a network
+                drop); a close code (1011 is an internal server error) sends that close
+                frame first.
+
+        Returns:
+            How many websockets were dropped. Each one's response in progress, if any,
+            stops where it was (recorded as ``failed``, ``connection_lost``: the client
+            gets no ``response.done``); the client may then connect again.
+        """
+        dropped = list(self._open.items())
+        for session, request in dropped:
+            if session.active is not None:
+                session.active.record.status = "failed"
+                session.active.record.reason = "connection_lost"
+            if code is None:
+                if request.transport is not None:
+                    request.transport.abort()
+            else:
+                await session.ws.close(code=code, message=b"internal server error")
+        for session, _ in dropped:
+            await session.close()
+        return len(dropped)
+
     async def _current_session(self, timeout: float = 5.0) -> RealtimeSession:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
@@ -157,12 +188,14 @@ class RealtimeServer:
                 peer=str(request.remote),
             )
         )
-        session = RealtimeSession(self, ws, model=model)
+        session = self.session_class(self, ws, model=model)
         self._sessions.append(session)
+        self._open[session] = request
         self._connected.set()
         try:
             await session.run()
         finally:
+            self._open.pop(session, None)
             await session.close()
         return ws
 

@@ -302,6 +302,19 @@ def release_provider_update(rt_session: llm.RealtimeSession[Any]) -> bool:
     return True
 
 
+def unanswered(error: BaseException) -> bool:
+    """Whether ``update_chat_ctx`` failed because the provider never acknowledged the items
+    (its connection dropped and is being re-established), not because it refused them.
+
+    The OpenAI-protocol clients (openai, azure, xai) raise ``RealtimeError("update_chat_ctx
+    timed out.")`` when the acknowledgements do not come within their wait; a refusal is
+    the provider's own error. Other providers: a plain ``asyncio.TimeoutError``.
+    """
+    return isinstance(error, asyncio.TimeoutError) or (
+        isinstance(error, llm.RealtimeError) and "timed out" in str(error)
+    )
+
+
 def missing_from_provider(
     rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]
 ) -> list[llm.ChatItem]:

@@ -28,6 +28,13 @@ OUTPUT_MESSAGE = "Background tool `{name}` (call_id {call_id}) reported: {output
 takes no function calls it did not issue, such as Gemini Live, Nova Sonic and Ultravox)."""
 
 
+UNANSWERED_RETRIES = 3
+"""How many more times outputs the model did not acknowledge are added (the connection may
+be coming back), before they are taken as refused."""
+UNANSWERED_PAUSE = 0.5
+"""Seconds between those attempts."""
+
+
 class ProviderFeed:
     """Sends one session's background outputs to its realtime model.
 
@@ -46,6 +53,7 @@ class ProviderFeed:
         self._messages_only = False
         self._warned: set[str] = set()
         self._closed = False
+        self._pausing = False  # between two attempts at outputs the model did not acknowledge
 
     @property
     def sending(self) -> bool:
@@ -83,7 +91,9 @@ class ProviderFeed:
         """Stop at once (the session is closing); an update on its way is let go."""
         self._closed = True
         self._to_send.clear()
-        if self.sending and not _compat.release_provider_update(self._sending_to):
+        if self._pausing or (
+            self.sending and not _compat.release_provider_update(self._sending_to)
+        ):
             assert self._task is not None
             self._task.cancel()
 
@@ -91,13 +101,27 @@ class ProviderFeed:
     async def _send_all(self) -> None:
         while self._to_send:
             batch, self._to_send = self._to_send, []
-            try:
-                await _compat.add_to_provider(self._sending_to, batch)
-            except Exception:
-                if self._closed:  # the session closed meanwhile: nobody is left to tell
-                    logger.debug("realtime model closed before it had the tool outputs")
-                else:
-                    await self._send_as_messages(batch)
+            for attempt in range(UNANSWERED_RETRIES + 1):
+                try:
+                    await _compat.add_to_provider(self._sending_to, batch)
+                except Exception as e:
+                    if self._closed:  # the session closed meanwhile: nobody is left to tell
+                        logger.debug("realtime model closed before it had the tool outputs")
+                    elif _compat.unanswered(e) and attempt < UNANSWERED_RETRIES:
+                        # no answer is no refusal: the connection is likely down and being
+                        # re-established; the same items, under their call ids, again
+                        logger.info("the realtime model did not acknowledge the tool outputs")
+                        self._pausing = True
+                        try:
+                            await asyncio.sleep(UNANSWERED_PAUSE)
+                        finally:
+                            self._pausing = False
+                        batch = _compat.missing_from_provider(self._sending_to, batch) or []
+                        if batch:
+                            continue
+                    else:
+                        await self._send_as_messages(batch)
+                break
 
     async def _send_as_messages(self, batch: list[llm.ChatItem]) -> None:
         """The provider refused the outputs (say, under call ids it never issued) although

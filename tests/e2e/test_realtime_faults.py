@@ -1,0 +1,356 @@
+"""The realtime websocket drops during a background call, and the session reconnects.
+
+The agent's realtime session is the real ``openai.realtime.RealtimeModel`` client, talking
+to the local server's realtime websocket (``examples/flight_booking/offline``). The server
+drops the connection as a network failure does (the TCP connection closes with no close
+frame) or as a server error does (close code 1011); the client connects again, sends its
+conversation to the new session, and the conversation goes on. Each case checks what the
+user heard, what the new session's conversation holds, and that nothing but the client's
+own report of the drop was logged as an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
+sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+
+from agent import FlightAgent, build_session  # noqa: E402
+from openai_server import LocalOpenAIServer  # noqa: E402
+from realtime_protocol import Item  # noqa: E402
+from scenario import flight_scenario  # noqa: E402
+
+from livekit.plugins.asynctools import NOT_HEARD_RECORD  # noqa: E402
+from livekit.plugins.asynctools.testing import ConversationLog, eventually  # noqa: E402
+from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
+
+from ..test_faults import receipt_of, reply_statuses  # noqa: E402
+from ..travel import Gates  # noqa: E402
+from .example import (  # noqa: E402
+    BOOK_FLIGHT,
+    BOOKED,
+    EMAILED,
+    FLIGHT_ACK,
+    FOUND,
+    GatedBackend,
+    complete_lines,
+)
+from .test_realtime_example import RealtimeRun, _named_ids  # noqa: E402
+
+# the client reports the lost connection itself: its receive task raises (then it
+# reconnects), and an event it was sending at that moment fails; nothing else may be
+# logged as an error
+DROP_REPORTED = ("Error in _recv_task", "failed to send event")
+
+DROPS = [
+    pytest.param(None, id="network_drop"),
+    pytest.param(1011, id="server_error_1011"),
+]
+
+
+@asynccontextmanager
+async def realtime_agent(sockets: list[Any], *, connections: int = 2) -> AsyncIterator[RealtimeRun]:
+    """The example agent on the realtime model, against a fresh local server; audio is
+    generated in real time, so a reply is still being generated while it plays. The
+    client is to connect ``connections`` times."""
+    gates = Gates()
+    backend = GatedBackend(gates)
+    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as server:
+        server.realtime.pace = 1.0
+        session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
+        session.output.audio = RealTimeSpeaker()
+        log = ConversationLog(session)
+        errors: list[Any] = []
+        closed: list[Any] = []
+        session.on("error", errors.append)
+        session.on("close", closed.append)
+        await session.start(
+            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
+        )
+        run = RealtimeRun(server, session, gates, backend, log, sockets)
+        try:
+            yield run
+            # nothing reached the user's conversation: every error the session saw was
+            # one it recovered from, and it was still open when the test closed it
+            assert [e for e in errors if not getattr(e.error, "recoverable", True)] == []
+            assert closed == []
+        finally:
+            await session.aclose()
+            await session.llm.aclose()  # the model's own HTTP session, outside a job
+    _assert_protocol_invariants(run, connections)
+
+
+def _assert_protocol_invariants(run: RealtimeRun, connections: int) -> None:
+    """Replies asked for only when the conversation was idle, nothing unanswered by the
+    scenario, and every connection (the first and the reconnection) local."""
+    busy = [
+        e.payload.get("event_id")
+        for e in run.realtime.events
+        if e.type == "response.create" and (e.response_active or e.user_speaking)
+    ]
+    assert busy == [], "replies asked for while a response was active or the user spoke"
+    assert [r.id for r in run.realtime.responses if r.rule is None] == []
+    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
+    host = run.server.base_url.split("/")[2]
+    assert [(c.path, c.model, c.host) for c in run.realtime.connections] == [
+        ("/v1/realtime", "gpt-realtime", host)
+    ] * connections
+
+
+async def _reconnected(run: RealtimeRun, since: int) -> None:
+    """Wait until the client has connected again, given the new session its conversation
+    back, and seen the new session confirm it (the client's copy of the conversation
+    holds as many messages as the new session)."""
+    await eventually(lambda: len(run.realtime.connections) == 2)
+    await eventually(lambda: any(e.type == "session.update" for e in run.realtime.events[since:]))
+    rt_session = run.session.current_agent.realtime_llm_session
+
+    def messages(items: list[Any]) -> int:
+        return len(
+            [i for i in items if (i["type"] if isinstance(i, dict) else i.type) == "message"]
+        )
+
+    await eventually(
+        lambda: messages(rt_session.chat_ctx.items) >= messages(run.realtime.conversation) > 1
+    )
+
+
+def _calls_in_order(conversation: list[Item]) -> list[tuple[str, str]]:
+    """The function calls and outputs of a conversation, as (type, call_id), in order."""
+    return [
+        (i["type"], i["call_id"])
+        for i in conversation
+        if i["type"] in ("function_call", "function_call_output")
+    ]
+
+
+def _assert_new_session_holds(run: RealtimeRun, call_ids: list[str]) -> None:
+    """The new session's conversation holds, after the user's request and in order, the
+    function call and the output of each of ``call_ids`` (the call, then its updates and
+    result), each once: after the reconnection the model still knows the whole call.
+
+    Releases up to 1.7 reconnect without the conversation's function calls (core replays
+    its messages only): when that is measured and the conversation falls short, the test
+    is an expected failure that names what was missing or misplaced.
+    """
+    conversation = run.realtime.conversation
+    request = next(
+        n
+        for n, i in enumerate(conversation)
+        if i.get("role") == "user" and "Tokyo" in str(i.get("content"))
+    )
+    wanted = [(kind, cid) for cid in call_ids for kind in ("function_call", "function_call_output")]
+    held = [pair for pair in _calls_in_order(conversation[request:]) if pair in wanted]
+    replayed_calls = any(
+        e.type == "conversation.item.create"
+        and e.payload["item"]["type"] == "function_call"
+        and e.payload["item"]["call_id"] == call_ids[0]
+        for e in run.realtime.events
+    )
+    if held != wanted and not replayed_calls:
+        everywhere = _calls_in_order(conversation)
+        missing = sorted({cid for pair in wanted if pair not in everywhere for cid in pair[1:]})
+        misplaced = sorted(
+            {cid for pair in wanted if pair in everywhere and pair not in held for cid in pair[1:]}
+        )
+        pytest.xfail(
+            "the reconnection replayed no function calls, and the plugin did not add the "
+            f"call's records back: missing {missing}, placed before the user's request "
+            f"{misplaced}"
+        )
+    assert held == wanted
+    assert all(_calls_in_order(conversation).count(pair) == 1 for pair in wanted)
+
+
+@pytest.mark.expected_log_errors(*DROP_REPORTED)
+@pytest.mark.parametrize("code", DROPS)
+async def test_a_deferred_reply_cut_by_a_dropped_connection_is_spoken_in_full_after_reconnecting(
+    sockets: list[Any], code: int | None
+) -> None:
+    """The connection drops while the model is saying the flight's progress: the client
+    reconnects, the progress is asked for again on the new session and heard in full,
+    once; the result that follows is heard too, and the call's records are each in the
+    history once, with the update and the result marked heard."""
+    async with realtime_agent(sockets) as run:
+        replies = reply_statuses(run.session)
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        # a quarter of the progress is out: the reply is being generated
+        await eventually(
+            lambda: (
+                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
+            )
+        )
+        since = len(run.realtime.events)
+        assert run.realtime.response_active
+        assert await run.realtime.drop_connections(code=code) == 1
+        await _reconnected(run, since)
+        await run.heard(FOUND)
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+        await eventually(lambda: replies[-1][0] == "heard")
+
+        flight = run.call_id("search_and_book_flight")
+        update, finished = f"{flight}_update_1", f"{flight}_finished"
+        lines = [(line.role, line.text) for line in run.log.lines]
+        cut = lines[2]
+        # core keeps what was played of the cut reply; the update is then said in full
+        assert cut[0] == "assistant" and FOUND.startswith(cut[1]) and cut[1] != FOUND
+        assert lines == [
+            ("user", BOOK_FLIGHT),
+            ("assistant", FLIGHT_ACK),
+            cut,
+            ("assistant", FOUND),
+            ("assistant", BOOKED),
+            ("assistant", EMAILED),
+        ]
+        assert list(replies) == [
+            ("scheduled", [update]),
+            ("interrupted", [update]),
+            ("scheduled", [update]),
+            ("heard", [update]),
+            ("scheduled", [finished]),
+            ("heard", [finished]),
+        ]
+        first, again, result = run.results_requests()
+        assert (first.status, first.reason) == ("failed", "connection_lost")
+        assert _named_ids(again.instructions) == [update]
+        assert _named_ids(result.instructions) == [finished]
+        # the model had each output when asked to speak it, on the new session
+        for asked, output in ((again, update), (result, finished)):
+            assert output in {m.get("tool_call_id") for m in asked.messages if m["role"] == "tool"}
+        assert (again.status, result.status) == ("completed", "completed")
+        assert receipt_of(run.session, update) == receipt_of(run.session, finished) == "heard"
+        history = [i.call_id for i in run.session.history.items if i.type == "function_call"]
+        assert sorted(history) == sorted(set(history))
+        assert {update, finished} <= set(history)
+        assert run.backend.emails == ["FL-129894"]
+        _assert_new_session_holds(run, [flight, update, f"{flight}_update_2", finished])
+
+
+@pytest.mark.expected_log_errors(*DROP_REPORTED)
+@pytest.mark.parametrize("code", DROPS)
+async def test_a_connection_dropped_while_a_call_runs_loses_none_of_its_later_results(
+    sockets: list[Any], code: int | None
+) -> None:
+    """The connection drops while the flight search runs in the background and nobody
+    speaks: after the client reconnects, the progress and the result reach the new
+    session and are heard in full, once each, in order."""
+    async with realtime_agent(sockets) as run:
+        replies = reply_statuses(run.session)
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        await eventually(lambda: not run.realtime.response_active)
+        since = len(run.realtime.events)
+        assert await run.realtime.drop_connections(code=code) == 1
+        await _reconnected(run, since)
+        run.gates.open("found")
+        await run.heard(FOUND)
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+        await eventually(lambda: replies[-1][0] == "heard")
+
+        flight = run.call_id("search_and_book_flight")
+        update, finished = f"{flight}_update_1", f"{flight}_finished"
+        assert [(line.role, line.text, line.interrupted) for line in run.log.lines] == [
+            ("user", BOOK_FLIGHT, False),
+            ("assistant", FLIGHT_ACK, False),
+            ("assistant", FOUND, False),
+            ("assistant", BOOKED, False),
+            ("assistant", EMAILED, False),
+        ]
+        assert list(replies) == [
+            ("scheduled", [update]),
+            ("heard", [update]),
+            ("scheduled", [finished]),
+            ("heard", [finished]),
+        ]
+        assert [_named_ids(r.instructions) for r in run.results_requests()] == [
+            [update],
+            [finished],
+        ]
+        # every output went to the new session, once
+        sent_after = [
+            e.payload["item"]["call_id"]
+            for e in run.realtime.events[since:]
+            if e.type == "conversation.item.create"
+            and e.payload["item"]["type"] == "function_call_output"
+        ]
+        assert sent_after.count(update) == sent_after.count(finished) == 1
+        history = [i.call_id for i in run.session.history.items if i.type == "function_call"]
+        assert sorted(history) == sorted(set(history))
+        assert run.backend.emails == ["FL-129894"]
+        _assert_new_session_holds(run, [flight, update, f"{flight}_update_2", finished])
+
+
+@pytest.mark.expected_log_errors(*DROP_REPORTED)
+async def test_a_reply_cut_by_a_drop_is_recorded_as_not_heard_when_the_session_ends_first(
+    sockets: list[Any],
+) -> None:
+    """The connection drops while the progress is being said and the session closes
+    before it is said again: the history records that the user never heard it, once,
+    and the update's receipt says it was not given."""
+    async with realtime_agent(sockets, connections=1) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        run.gates.open("found")
+        await eventually(
+            lambda: (
+                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
+            )
+        )
+        await run.realtime.drop_connections()
+        flight = run.call_id("search_and_book_flight")
+
+    update = f"{flight}_update_1"
+    records = [
+        i.text_content
+        for i in run.session.history.items
+        if i.type == "message" and "were never told to the user" in (i.text_content or "")
+    ]
+    assert records == [
+        NOT_HEARD_RECORD.format(call_ids=[update, f"{flight}_cancelled"], heard="")
+    ], records
+    assert receipt_of(run.session, update) == "not_given"
+    assert FOUND not in [line.text for line in run.log.lines]
+
+
+@pytest.mark.expected_log_errors(*DROP_REPORTED)
+@pytest.mark.xfail(
+    reason="open plugin bug: the outputs sent into the dropped connection are added again "
+    "once it is back (no longer taken for a refusal), and heard, but the new session's "
+    "conversation lacks some of them: right after a reconnect the client's copy of the "
+    "conversation, which the plugin diffs against, is not yet the server's",
+    strict=True,
+)
+async def test_a_result_that_lands_while_the_connection_is_down_reaches_the_new_session(
+    sockets: list[Any],
+) -> None:
+    """The flight's progress arrives while the connection is down: it is heard as soon
+    as the client has reconnected, and the new session holds the call and each of its
+    outputs, as function calls, after the user's request and in order."""
+    async with realtime_agent(sockets) as run:
+        await run.user_says(BOOK_FLIGHT)
+        await run.heard(FLIGHT_ACK)
+        await eventually(lambda: not run.realtime.response_active)
+        assert await run.realtime.drop_connections() == 1
+        run.gates.open("found")
+        # the update sent into the dropped connection goes unacknowledged (the client waits
+        # 5 s for that), then the plugin adds the outputs again, on the new connection
+        await run.heard(FOUND, timeout=12.0)
+        run.gates.open("booked")
+        await run.heard(EMAILED)
+
+        flight = run.call_id("search_and_book_flight")
+        assert complete_lines(run.log) == [FLIGHT_ACK, FOUND, BOOKED, EMAILED]
+        _assert_new_session_holds(
+            run, [flight, f"{flight}_update_1", f"{flight}_update_2", f"{flight}_finished"]
+        )
