@@ -52,6 +52,13 @@ def _google(release: str) -> str:
     return f"livekit-plugins-google=={release}"
 
 
+def _xai(release: str) -> str:
+    # the xAI realtime client of the example's AGENT_MODE=xai (an OpenAI realtime client
+    # with xAI's changes), tested against the local xAI endpoint; every supported release
+    # has realtime.RealtimeModel
+    return f"livekit-plugins-xai=={release}"
+
+
 def _install_release(session: nox.Session, release: str, *extra: str) -> None:
     pins = [f"livekit-agents=={release}", f"livekit-plugins-openai=={release}"]
     if release.startswith("1.5."):
@@ -79,7 +86,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("agents", AGENTS_RELEASES)
 def tests(session: nox.Session, agents: str) -> None:
     """The whole test suite on one livekit-agents release."""
-    _install_release(session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents), _google(agents))
+    _install_release(
+        session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents), _google(agents), _xai(agents)
+    )
     # the room tests need a livekit-server, a browser and npm: the `room` session
     session.run("pytest", "--ignore=tests/room", *session.posargs)
 
@@ -152,6 +161,6 @@ def _npm_ci(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The offline flight-booking demo, both modes, against the local OpenAI server."""
-    _install_release(session, LATEST, *DEMO_DEPS, _silero(LATEST))
+    """The offline flight-booking demo, every mode, against the local servers."""
+    _install_release(session, LATEST, *DEMO_DEPS, _silero(LATEST), _google(LATEST))
     session.run("python", "examples/flight_booking/offline/demo.py", *session.posargs)

@@ -9,8 +9,9 @@ Run it (see README.md):
 ``LIVEKIT_URL``, ``LIVEKIT_API_KEY`` and ``LIVEKIT_API_SECRET`` name the LiveKit server;
 ``OPENAI_BASE_URL`` (and ``OPENAI_API_KEY``) the OpenAI endpoint. ``AGENT_MODE`` chooses
 the model: ``realtime`` (OpenAI realtime, default), ``pipeline`` (OpenAI STT, LLM and TTS
-with Silero VAD) or ``gemini`` (the Gemini Live API, with ``GOOGLE_API_KEY``;
-``GEMINI_BASE_URL`` points it at another endpoint). The backend's latencies come from
+with Silero VAD), ``gemini`` (the Gemini Live API, with ``GOOGLE_API_KEY``;
+``GEMINI_BASE_URL`` points it at another endpoint) or ``xai`` (xAI's realtime API, with
+``XAI_API_KEY``; ``XAI_BASE_URL`` points it at another endpoint). The backend's latencies come from
 ``FLIGHT_SEARCH_LATENCY``, ``FLIGHT_BOOKING_LATENCY``, ``HOTEL_LATENCY`` and
 ``BACKEND_SPEED`` (see flights.py). ``AGENT_HTTP_HOST`` and ``AGENT_HTTP_PORT`` move the
 worker's health-check server (default: every interface, port 8081 with ``start``);
@@ -54,8 +55,8 @@ from livekit.plugins.asynctools import (
 sys.path.insert(0, str(Path(__file__).parent))
 from flights import TravelBackend  # noqa: E402
 
-Mode = Literal["realtime", "pipeline", "gemini"]
-MODES = ("realtime", "pipeline", "gemini")
+Mode = Literal["realtime", "pipeline", "gemini", "xai"]
+MODES = ("realtime", "pipeline", "gemini", "xai")
 
 INSTRUCTIONS = """You are a friendly travel agent on a voice call. Keep answers short.
 - Flight and hotel bookings take a while: they run in the background. When you start one,
@@ -201,14 +202,18 @@ def build_session(
     """The agent's session, on a realtime model or the STT-LLM-TTS pipeline.
 
     Args:
-        mode: ``realtime``, ``pipeline`` or ``gemini``.
+        mode: ``realtime``, ``pipeline``, ``gemini`` or ``xai``.
         base_url: The endpoint: OpenAI-compatible (default: OpenAI, or ``OPENAI_BASE_URL``),
-            or for ``gemini`` the Live API's (default: Google, or ``GEMINI_BASE_URL``).
-        api_key: API key (default: ``OPENAI_API_KEY``, or ``GOOGLE_API_KEY`` for ``gemini``).
+            for ``gemini`` the Live API's (default: Google, or ``GEMINI_BASE_URL``), for
+            ``xai`` the realtime websocket's (default: xAI's, or ``XAI_BASE_URL``).
+        api_key: API key (default: ``OPENAI_API_KEY``, or ``GOOGLE_API_KEY`` for ``gemini``,
+            ``XAI_API_KEY`` for ``xai``).
         vad: The VAD of the pipeline (default: Silero).
     """
     if mode == "gemini":
         return AgentSession(llm=_gemini(base_url=base_url, api_key=api_key))
+    if mode == "xai":
+        return AgentSession(llm=_xai(base_url=base_url, api_key=api_key))
     endpoint: dict[str, Any] = {}
     if base_url or os.environ.get("OPENAI_BASE_URL"):
         endpoint["base_url"] = base_url or os.environ["OPENAI_BASE_URL"]
@@ -243,6 +248,18 @@ def _gemini(*, base_url: str | None, api_key: str | None) -> Any:
     if api_key:
         options["api_key"] = api_key
     return google.realtime.RealtimeModel(**options)
+
+
+def _xai(*, base_url: str | None, api_key: str | None) -> Any:
+    """xAI's realtime model, on ``base_url`` (a ``wss://.../v1/realtime`` URL) when given."""
+    from livekit.plugins import xai
+
+    options: dict[str, Any] = {}
+    if base_url := base_url or os.environ.get("XAI_BASE_URL"):
+        options["base_url"] = base_url
+    if api_key:
+        options["api_key"] = api_key
+    return xai.realtime.RealtimeModel(**options)
 
 
 def selected_mode() -> Mode:

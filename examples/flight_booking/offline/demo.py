@@ -1,13 +1,18 @@
 """Offline demo: the flight agent through the real livekit-plugins-openai clients.
 
-Plays one conversation on both of the agent's sessions at once, each against its own
+Plays one conversation on each of the agent's sessions at once, each against its own
 local OpenAI-protocol server scripted by the flight scenario:
 
 - pipeline: the user's lines are synthesized speech played into the session's
   microphone in real time; Silero VAD hears them, the OpenAI STT client sends them to
   the server's transcription endpoint, the OpenAI LLM and TTS clients do the rest;
 - realtime: the OpenAI realtime model client on the server's realtime websocket; the
-  user's turns arrive as OpenAI's server-side turn detection reports them.
+  user's turns arrive as OpenAI's server-side turn detection reports them;
+- gemini: the Gemini Live client (livekit-plugins-google, google-genai) on the server's
+  Live API websocket over TLS; the user's turns arrive as Gemini's activity detection
+  reports them.
+
+``--modes pipeline,realtime`` plays only those (default: all three).
 
 The agent's speech plays on a simulated speaker in real time. For each mode it prints a
 timestamped transcript of what the user hears and of each background task's start,
@@ -18,7 +23,11 @@ by the scenario, no realtime reply asked for while the conversation was busy).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -221,6 +230,55 @@ async def run_realtime(
     return problems
 
 
+async def run_gemini(
+    server: LocalOpenAIServer, transcript: Transcript, *, speed: float = 1.0
+) -> list[str]:
+    """Play the conversation on the Gemini Live session; returns what went wrong.
+
+    The agent runs on the real ``google.realtime.RealtimeModel`` (google-genai), connected
+    over TLS to the local server's Live API websocket, which it trusts through
+    ``SSL_CERT_FILE``. The user speaks as Gemini's activity detection and input
+    transcription report it (``server.gemini.user_says``), once the agent is quiet.
+
+    Args:
+        server: The running local server (its scenario sets how long speech lasts).
+        transcript: Where the lines go.
+        speed: Backend speed-up.
+    """
+    live = server.gemini
+    first_turn = len(live.turns)
+    backend = TravelBackend(
+        search_latency=4.0, booking_latency=8.0, hotel_latency=30.0, speed=speed
+    )
+    # google-genai reads it when its client is made, as the session starts
+    os.environ["SSL_CERT_FILE"] = server.certificate.ca_file
+    session = build_session(mode="gemini", base_url=server.gemini_base_url, api_key="offline")
+    session.output.audio = RealTimeSpeaker()
+    _watch(session, transcript)
+
+    def quiet() -> bool:
+        return session.agent_state == "listening" and not live.generating
+
+    async def say(choose: Any) -> bool:
+        await _until_quiet_for(quiet, REACTION_TIME)
+        if (line := choose()) is None:
+            return False
+        transcript.add("user", line)
+        await live.user_says(line, duration=len(line) * server.scenario.seconds_per_char)
+        await _until(lambda: quiet() and _answered(session, line), timeout=15)
+        return True
+
+    try:
+        await _converse(session, backend, say)
+    finally:
+        await session.llm.aclose()
+
+    problems = _outcome_problems(session, backend)
+    if failed := [t for t in live.turns[first_turn:] if t.status == "failed"]:
+        problems.append(f"{len(failed)} Gemini turns matched no rule")
+    return problems
+
+
 def _describe_busy(event: Any) -> str:
     """Why a reply asked for while the conversation was busy was refused, and what for."""
     why = "a response was active" if event.response_active else "the user was speaking"
@@ -272,15 +330,27 @@ def _outcome_problems(session: Any, backend: TravelBackend) -> list[str]:
     filler, the hotel's timeout)."""
     problems = []
     items = session.history.items
-    outputs = [i for i in items if i.type == "function_call_output"]
+    # (id, text) of what the model was given: tool outputs, or (where the provider takes
+    # no output under an id it never issued, as Gemini) messages naming the call
+    records = [(i.call_id, i.output) for i in items if i.type == "function_call_output"]
+    records += [
+        (found.group(1), text)
+        for i in items
+        if getattr(i, "role", None) == "user"
+        and (
+            found := re.match(
+                r"Background tool `\w+` \(call_id (\S+)\)", text := i.text_content or ""
+            )
+        )
+    ]
     said = [i.text_content or "" for i in items if getattr(i, "role", None) == "assistant"]
     if len(backend.emails) != 1:
         problems.append(f"expected one confirmation email, got {backend.emails}")
-    if not any(o.call_id.endswith("_cancelled") for o in outputs):
+    if not any(call_id.endswith("_cancelled") for call_id, _ in records):
         problems.append("the hotel search was not recorded as cancelled")
-    if not any("(50% done, stage: payment)" in o.output for o in outputs):
+    if not any("(50% done, stage: payment)" in output for _, output in records):
         problems.append("no update carried the flight's structured progress")
-    if not any("locked" in o.output for o in outputs) or any("locked" in s for s in said):
+    if not any("locked" in output for _, output in records) or any("locked" in s for s in said):
         problems.append("the locked fare was not kept for the model alone")
     if not any(s.startswith(PAYMENT_QUESTION) for s in said):
         problems.append("the agent did not ask before paying")
@@ -337,40 +407,71 @@ async def _play(
     print(f"== {title} ==", *transcript.lines, sep="\n")
     paths = sorted({r.path for r in server.requests})
     sockets = sorted({f"ws://{c.host}{c.path}" for c in server.realtime.connections})
+    sockets += sorted(
+        {f"wss://{c.host}/ws/...BidiGenerateContent" for c in server.gemini.connections}
+    )
     print(f"\n{len(server.requests)} HTTP requests to {paths}, websockets to {sockets}")
     print(f"all to {server.base_url}\n", flush=True)
     return [f"{title.split()[0]} mode: {p}" for p in problems]
 
 
-async def main() -> int:
-    """Run the demo, both modes at once; 0 when both reached their outcome."""
-    async with (
-        LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as pipeline_server,
-        LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as realtime_server,
-    ):
-        print("Playing the flight-booking conversation on both sessions at once...\n", flush=True)
-        pipeline, realtime = Transcript(), Transcript()
+MODES = {
+    "pipeline": ("pipeline mode (Silero VAD; OpenAI STT, LLM and TTS clients)", run_pipeline),
+    "realtime": (
+        "realtime mode (OpenAI realtime model client, server-side turn detection)",
+        run_realtime,
+    ),
+    "gemini": ("gemini mode (Gemini Live client, google-genai over TLS)", run_gemini),
+}
+
+
+async def main(modes: list[str]) -> int:
+    """Run the demo, the ``modes`` at once; 0 when every one reached its outcome."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {
+            mode: await stack.enter_async_context(
+                LocalOpenAIServer(flight_scenario(seconds_per_char=0.01))
+            )
+            for mode in modes
+        }
+        print(f"Playing the flight-booking conversation on {', '.join(modes)} at once...\n")
+        transcripts = {mode: Transcript() for mode in modes}
         outcomes = await asyncio.gather(
-            _play(
-                "pipeline mode (Silero VAD; OpenAI STT, LLM and TTS clients)",
-                pipeline_server,
-                run_pipeline(pipeline_server, pipeline),
-                pipeline,
-            ),
-            _play(
-                "realtime mode (OpenAI realtime model client, server-side turn detection)",
-                realtime_server,
-                run_realtime(realtime_server, realtime, speed=2.0),
-                realtime,
-            ),
+            *(
+                _play(
+                    MODES[mode][0],
+                    servers[mode],
+                    MODES[mode][1](
+                        servers[mode],
+                        transcripts[mode],
+                        **({} if mode == "pipeline" else {"speed": 2.0}),
+                    ),
+                    transcripts[mode],
+                )
+                for mode in modes
+            )
         )
     problems = [p for outcome in outcomes for p in outcome]
     if problems:
         print("FAILED:\n- " + "\n- ".join(problems))
         return 1
-    print("OK, both modes: flight booked and emailed, hotel search cancelled on request.")
+    print(f"OK, {', '.join(modes)}: flight booked and emailed, hotel search cancelled on request.")
     return 0
 
 
+def _modes(value: str) -> list[str]:
+    modes = [m.strip() for m in value.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise argparse.ArgumentTypeError(f"choose among {', '.join(MODES)}")
+    return list(dict.fromkeys(modes))
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--modes",
+        type=_modes,
+        default=list(MODES),
+        help="comma-separated modes to play at once (default: %(default)s)",
+    )
+    sys.exit(asyncio.run(main(parser.parse_args().modes)))

@@ -29,6 +29,7 @@ from realtime_protocol import (
 )
 
 if TYPE_CHECKING:
+    from openai_server import Answer
     from realtime_session import RealtimeSession
 
 
@@ -40,6 +41,7 @@ class Response:
     metadata: Any
     modalities: list[str]
     tools: list[dict[str, Any]] | None
+    scripted: tuple[str, Answer] | None = None  # (rule, answer) given, not the scenario's
     output: list[Item] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -56,8 +58,11 @@ class Responses:
         self.session = session
         self.active: Response | None = None
 
-    def start(self, params: dict[str, Any], *, event_id: Any) -> None:
-        """Start a response with ``params`` (a ``response.create``'s ``response``)."""
+    def start(
+        self, params: dict[str, Any], *, event_id: Any, answer: tuple[str, Answer] | None = None
+    ) -> None:
+        """Start a response with ``params`` (a ``response.create``'s ``response``); ``answer``
+        (a rule's name and its answer) says what it says instead of the scenario."""
         record = ResponseRecord(
             id=new_id("resp_"),
             event_id=event_id if isinstance(event_id, str) else None,
@@ -69,6 +74,7 @@ class Responses:
             metadata=params.get("metadata"),
             modalities=params.get("output_modalities") or self.session.config["output_modalities"],
             tools=params.get("tools"),
+            scripted=answer,
         )
         self.session.server.responses.append(record)
         self.active = response
@@ -114,7 +120,7 @@ class Responses:
         record.messages = messages = self.session.chat_messages(record.instructions)
         text, calls = "", []
         try:
-            record.rule, answer = self.session.server.scenario.answer(messages)
+            record.rule, answer = response.scripted or self.session.server.scenario.answer(messages)
             text, calls = answer.text, list(answer.tool_calls)
         except LookupError:
             record.status, record.reason = "failed", "no_scenario_rule_matches"
