@@ -71,6 +71,7 @@ from .travel import RESULTS_MARKER, Gates, core_accepts_one_tool_listed_twice
 FUZZ_EXAMPLES = int(os.environ.get("ASYNCTOOLS_FUZZ_EXAMPLES", "200"))
 STEP_TIMEOUT = 5.0
 MAX_STEP_WALL = 120.0  # however long the collections, a step is stopped after this
+COLLECT_EVERY = 50  # examples between two full garbage collections
 TIMEOUT = 0.03  # the timed tool's @tool_policy(timeout=...)
 
 # agent-level tools, one per duplicate policy, and one with a timeout
@@ -507,6 +508,10 @@ class Schedules(RuleBasedStateMachine):
             logging.getLogger().removeHandler(self.errors)
             self._shutdown_loop()
             SCHEDULES.add(tuple(self.steps))
+            if EXAMPLES["run"] % COLLECT_EVERY == 0:
+                # each example leaves its session's cycles behind; collected now, between
+                # examples, they never pile up into a collection of gigabytes mid-step
+                gc.collect()
 
     async def _wait_for_ends(self) -> None:
         for _ in range(200):
