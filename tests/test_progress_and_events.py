@@ -416,3 +416,37 @@ async def test_a_soft_deadline_tells_the_model_the_call_is_still_running() -> No
     assert log.heard == ["ack r1", "Update: r1_update_1", "Update: r1_finished"]
     (ended,) = (ev for name, ev in events if name == "task_ended")
     assert ended.status == "done"
+
+
+async def test_an_idle_session_keeps_no_plugin_listener_on_its_conversation_events() -> None:
+    """While a call runs, the plugin watches the conversation (to know when it is free);
+    once nothing is pending, it listens to nothing but the session's close: many idle
+    sessions in one worker process cost no work per event."""
+    from .test_stateful_schedules import _plugin_callback
+
+    def plugin_listeners(session: Any) -> list[str]:
+        return sorted(
+            f"{name}: {getattr(cb, '__qualname__', cb)}"
+            for name, callbacks in session._events.items()
+            for cb in callbacks
+            if _plugin_callback(cb)
+            and name != "close"
+            and not getattr(cb, "__module__", "").endswith(".testing.conversation")
+        )
+
+    gates = Gates()
+    model = ScriptedLLM(responder=respond_to({"export": call("export", "a1")}))
+    async with text_session(TravelAgent(tools=[export_toolset(gates)]), llm=model) as (
+        session,
+        log,
+    ):
+        await session.run(user_input="export")
+        while_running = plugin_listeners(session)
+        gates.open("half", "done")
+        await log.wait_for(lambda _: any("a1_finished" in h for h in log.heard))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        idle = plugin_listeners(session)
+
+    assert while_running, "the plugin should watch the conversation while a call runs"
+    assert idle == []

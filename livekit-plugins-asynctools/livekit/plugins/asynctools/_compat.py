@@ -20,16 +20,16 @@ Differences handled here:
 
 And the private corners of core and of the realtime provider plugins the plugin relies
 on, in one place: the agent's chat context and the provider session of the current
-activity (:func:`add_to_local_chat`, :func:`provider_session`), the handoff task
-(:func:`wait_for_handoff`), and the acknowledgements an OpenAI realtime update waits for
-(:func:`release_provider_update`).
+activity (:func:`add_to_local_chat`, :func:`provider_session`), its speech queue
+(:func:`speeches_under_way`), the handoff task (:func:`wait_for_handoff`), and the
+acknowledgements an OpenAI realtime update waits for (:func:`release_provider_update`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
@@ -61,6 +61,7 @@ for _name in ("Toolset", "FunctionTool", "RawFunctionTool", "ToolError"):
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
+    from livekit.agents.voice import SpeechHandle
 
 _RunContextT = TypeVar("_RunContextT", bound=RunContext[Any])
 
@@ -92,6 +93,7 @@ __all__ = [
     "session_is_closing",
     "SessionClosing",
     "wait_for_handoff",
+    "speeches_under_way",
     "add_to_local_chat",
     "replace_in_local_chat",
     "provider_session",
@@ -141,9 +143,9 @@ def bind_arguments(
         raise llm.ToolError(f"Error parsing arguments for `{tool.info.name}`: {e}") from e
 
 
-def pass_through_task_info(task: asyncio.Task[Any]) -> None:
-    """Let ``task`` act as the tool call running it (speech handle, function call)."""
-    _pass_through_activity_task_info(task)
+pass_through_task_info: Callable[[asyncio.Task[Any]], None] = _pass_through_activity_task_info
+"""Let a task act as the tool call running it (speech handle, function call): core's own
+function, the same on every supported release (called once per call)."""
 
 
 def derive_run_context(cls: type[_RunContextT], base: RunContext[Any]) -> dict[str, Any]:
@@ -211,6 +213,19 @@ async def wait_for_handoff(session: AgentSession[Any]) -> bool:
         await asyncio.wait([handoff])
         return True
     return False
+
+
+def speeches_under_way(session: AgentSession[Any]) -> list[SpeechHandle]:
+    """The speech playing now and those queued behind it, in the current agent's activity.
+
+    The queue is the activity's private ``_speech_q`` of ``(priority, time, handle)``, the
+    same on every supported release; without it only the current speech is known.
+    """
+    activity = getattr(session, "_activity", None)
+    speeches = [entry[-1] for entry in getattr(activity, "_speech_q", ())]
+    if (current := session.current_speech) is not None:
+        speeches.append(current)
+    return [s for s in speeches if not s.done()]
 
 
 def session_is_closing(session: AgentSession[Any]) -> bool:

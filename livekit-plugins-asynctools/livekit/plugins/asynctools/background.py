@@ -39,7 +39,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from livekit.agents import llm
+from livekit.agents import Agent, llm
 
 from . import _compat
 from .context import AsyncRunContext, BackgroundResult
@@ -197,6 +197,9 @@ class BackgroundCall:
         # the tool's task acts as the tool call: ctx.speech_handle waits work inside it
         _compat.pass_through_task_info(self._task)
         self._scope.register(self)
+        # the session's floor watches the conversation while the call runs, and until its
+        # last outputs are submitted (see _end and _release_held)
+        self._scope.delivery.floor.use()
         policy, loop = self.policy, asyncio.get_running_loop()
         if policy.timeout is not None or policy.soft_deadline is not None:
             timers = []
@@ -234,9 +237,20 @@ class BackgroundCall:
 
     async def first_output(self) -> Any:
         """Wait for what the tool call answers now: the first update, result or error."""
-        if self._first_output is None:
+        waiting = self._first_output
+        if waiting is None:
             return self._answer
-        answer = await asyncio.shield(self._first_output)
+        try:
+            # awaited directly, not through asyncio.shield (one more future and one more
+            # event-loop step on every call's dispatch); a cancellation is undone below
+            answer = await waiting
+        except asyncio.CancelledError:
+            if waiting.cancelled() and self._first_output is waiting:
+                # core gave up on the answer (its tool call was cancelled): the call still
+                # owes one, so its end is recorded as if core were still waiting
+                self._first_output = owed = asyncio.get_running_loop().create_future()
+                owed.add_done_callback(_retrieve)  # nobody awaits it: no "never retrieved"
+            raise
         self._first_output, self._answer = None, answer
         return answer
 
@@ -266,7 +280,7 @@ class BackgroundCall:
             )
         self._updates += 1
         self.last_update = raw_message
-        if progress is not None and progress != NO_PROGRESS:
+        if progress is not None and progress is not NO_PROGRESS and progress != NO_PROGRESS:
             self.progress = self.progress.merged(progress)
         first = not self._answered()
         entry = self.call_id if first else f"{self.call_id}_update_{self._updates - 1}"
@@ -390,6 +404,8 @@ class BackgroundCall:
             else:
                 self._record_end(output)
         finally:
+            if self._held is None:
+                self._scope.delivery.floor.done_with()
             callbacks, self._done_callbacks = self._done_callbacks or (), None
             for callback in callbacks:
                 callback(self)
@@ -489,6 +505,8 @@ class BackgroundCall:
         held, self._held = self._held or [], None
         for outcome in held:
             self._submit(outcome)
+        if self._done_callbacks is None:  # ended while these waited: _end kept the floor
+            self._scope.delivery.floor.done_with()
 
     def _submit(self, outcome: _Outcome) -> None:
         # built now, not when the tool produced it: items are ordered by creation time
@@ -539,6 +557,11 @@ class BackgroundCall:
             )
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _task_name(function_name: str) -> str:
     # one string per tool, shared by all its running calls
     return sys.intern(f"asynctools_{function_name}")
@@ -553,6 +576,4 @@ class _Outcome(NamedTuple):
 
 
 def _is_agent(output: Any) -> bool:
-    from livekit.agents import Agent
-
     return isinstance(output, Agent)

@@ -11,7 +11,7 @@ from livekit.agents.utils import is_given
 from livekit.agents.voice.events import Userdata_T
 
 from . import _compat
-from .events import DELIVERY_MODES, DeliveryMode, Progress
+from .events import DELIVERY_MODES, NO_PROGRESS, DeliveryMode, Progress
 from .policy import Filler
 from .templates import Template, check_template, render
 
@@ -117,11 +117,14 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
             await ctx.update("The gate changed!", delivery="now")
         """
         mode = _delivery_mode(delivery, silent)
-        checked = Progress.checked(
-            fraction=progress if is_given(progress) else None,
-            stage=stage if is_given(stage) else None,
-            seconds_left=seconds_left if is_given(seconds_left) else None,
-        )
+        if progress is NOT_GIVEN and stage is NOT_GIVEN and seconds_left is NOT_GIVEN:
+            checked = NO_PROGRESS  # most updates: no structured progress to check
+        else:
+            checked = Progress.checked(
+                fraction=progress if is_given(progress) else None,
+                stage=stage if is_given(stage) else None,
+                seconds_left=seconds_left if is_given(seconds_left) else None,
+            )
         if is_given(template) and template is not None:
             check_template("update", template)
         call = self._call

@@ -148,6 +148,13 @@ class DeliveryCoordinator:
             self._hurry()
         if self._speak_task is None or self._speak_task.done():
             self._speak_task = asyncio.create_task(self._speak_loop(), name="asynctools_speak")
+            # the floor keeps watching from now (the call that submitted this may end in the
+            # same step) until the loop is over
+            self.floor.use()
+            self._speak_task.add_done_callback(self._done_with_floor)
+
+    def _done_with_floor(self, _: Any) -> None:
+        self.floor.done_with()
 
     def _hurry(self) -> None:
         """A ``now`` delivery: stop waiting for a fully free conversation."""

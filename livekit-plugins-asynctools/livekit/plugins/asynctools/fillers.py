@@ -54,19 +54,28 @@ class FillerSchedule:
         self._with_filler = 0
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # until a filler is first due, a timer stands in for the task: a call that ends or
+        # is spoken about before then (most do) never starts one
+        self._start_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     def track(self, call: BackgroundCall, filler: Filler | None) -> None:
         """Use ``filler`` for ``call`` from now on (None: no fillers); silence starts now."""
         self._with_filler += (filler is not None) - (call.filler is not None)
         call.filler, call.filler_count = filler, 0
-        call.quiet_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        call.quiet_since = loop.time()
         if filler is None or self._closed:
             return
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="asynctools_fillers")
-        else:
+        if self._task is not None and not self._task.done():
             self._wake_up()
+            return
+        due = call.quiet_since + filler.after
+        timer = self._start_timer
+        if timer is None or due < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._start_timer = loop.call_at(due, self._start)
 
     def spoke_about(self, call: BackgroundCall) -> None:
         """Something about ``call`` was just said: its silence starts again."""
@@ -82,8 +91,16 @@ class FillerSchedule:
     def close(self) -> None:
         """Stop at once (the session is closing)."""
         self._closed = True
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
         if self._task is not None:
             self._task.cancel()
+
+    def _start(self) -> None:
+        self._start_timer = None
+        if not self._closed and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._run(), name="asynctools_fillers")
 
     def _wake_up(self) -> None:
         if self._wake is not None and not self._wake.done():

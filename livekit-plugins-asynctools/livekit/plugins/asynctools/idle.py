@@ -11,24 +11,43 @@ by the rest of the turn. :class:`ConversationFloor` adds what core leaves out:
 - a reply whose tools are running, or whose tool reply is not yet scheduled, is not
   over: core counts the agent as idle in that gap, but the same speech handle goes on
   with the tool reply, so the floor waits until every speech it saw created is done.
+
+The floor watches the session only while someone needs it (:meth:`ConversationFloor.use`):
+a running call, a pending reply, a wait. An idle session, however many calls it ran,
+keeps no listener of ours on its events, so its emits cost what core's own listeners cost.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _compat
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
     from livekit.agents.voice import SpeechHandle
+    from livekit.agents.voice.events import EventTypes
 
 USER_TURN_GRACE = 2.0
 """Seconds of silence (since the user stopped speaking or the last transcript) after which
 a user turn that nothing committed or answered is considered over."""
 
 _BUSY_AGENT_STATES = ("thinking", "speaking")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _listener(fn: _F) -> _F:
+    """Give a session listener its signature up front.
+
+    Core's ``EventEmitter`` inspects each listener's signature on every emit (about 10 µs
+    for a bound method); ``inspect.signature`` returns a ready ``__signature__`` instead.
+    """
+    fn.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return fn
 
 
 class ConversationFloor:
@@ -47,24 +66,58 @@ class ConversationFloor:
         self._changed = asyncio.Event()
         self._turn_open = False
         self._user_stopped_at: float | None = None
-        # speeches seen created and not yet done; the one under way now, if any, too
+        # speeches seen created (or under way when watching began) and not yet done
         self._speeches: set[SpeechHandle] = set()
-        if (current := session.current_speech) is not None:
-            self._speeches.add(current)
-        session.on("speech_created", self._on_speech_created)
-        session.on("user_state_changed", self._on_user_state_changed)
-        session.on("agent_state_changed", self._on_agent_state_changed)
-        session.on("conversation_item_added", self._on_conversation_item_added)
-        session.on("user_input_transcribed", self._on_user_input_transcribed)
+        self._users = 0
+        self._watching = False
+        self._closed = False
+
+    def use(self) -> None:
+        """Someone needs the floor from now on: watch the session until :meth:`done_with`."""
+        self._users += 1
+        if not self._watching and not self._closed:
+            self._watch()
+
+    def done_with(self) -> None:
+        """One user of :meth:`use` no longer needs the floor; the last one stops the watch."""
+        self._users -= 1
+        if self._users <= 0 and self._watching:
+            self._unwatch()
 
     def close(self) -> None:
-        """Stop watching the session."""
-        self._session.off("speech_created", self._on_speech_created)
-        self._session.off("user_state_changed", self._on_user_state_changed)
-        self._session.off("agent_state_changed", self._on_agent_state_changed)
-        self._session.off("conversation_item_added", self._on_conversation_item_added)
-        self._session.off("user_input_transcribed", self._on_user_input_transcribed)
+        """Stop watching the session, for good."""
+        self._closed = True
+        if self._watching:
+            self._unwatch()
         self._changed.set()
+
+    def _watch(self) -> None:
+        session = self._session
+        # what the floor missed while it did not watch: the speeches under way, and a
+        # user turn still being spoken (every later turn is seen as it happens)
+        self._speeches = set()
+        for speech in _compat.speeches_under_way(session):
+            self._track(speech)
+        self._turn_open = session.user_state == "speaking"
+        self._user_stopped_at = None
+        for event, listener in self._listeners():
+            session.on(event, listener)
+        self._watching = True
+
+    def _unwatch(self) -> None:
+        for event, listener in self._listeners():
+            self._session.off(event, listener)
+        self._watching = False
+        self._speeches = set()
+
+    def _listeners(self) -> tuple[tuple[EventTypes, Callable[[Any], None]], ...]:
+        return (
+            ("speech_created", self._on_speech_created),
+            ("user_state_changed", self._on_user_state_changed),
+            ("agent_state_changed", self._on_agent_state_changed),
+            ("conversation_item_added", self._on_conversation_item_added),
+            ("user_input_transcribed", self._on_user_input_transcribed),
+        )
 
     async def wait_until_free(self) -> None:
         """Return once the agent is quiet and the user's last turn is over and answered.
@@ -73,6 +126,13 @@ class ConversationFloor:
         Whether the agent is busy is core's call (its speech queue): ``agent_state`` can
         stay "speaking" after a text-only realtime reply on 1.5.
         """
+        self.use()
+        try:
+            await self._wait_until_free()
+        finally:
+            self.done_with()
+
+    async def _wait_until_free(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._changed.clear()
@@ -103,6 +163,13 @@ class ConversationFloor:
     async def wait_until_user_quiet(self) -> None:
         """Return once the user is not speaking and no agent handoff is under way (the wait
         of a ``now`` delivery, which may cut off the agent but never the user)."""
+        self.use()
+        try:
+            await self._wait_until_user_quiet()
+        finally:
+            self.done_with()
+
+    async def _wait_until_user_quiet(self) -> None:
         while True:
             self._changed.clear()
             if _compat.session_is_closing(self._session):
@@ -117,12 +184,16 @@ class ConversationFloor:
     def _unfinished_speeches(self) -> list[SpeechHandle]:
         return [s for s in self._speeches if not s.done()]
 
-    def _on_speech_created(self, ev: Any) -> None:
-        speech = ev.speech_handle
+    def _track(self, speech: SpeechHandle) -> None:
         self._speeches.add(speech)
         # let it go once done: a done speech holds its whole turn (tool calls, their tasks)
         speech.add_done_callback(self._speeches.discard)
 
+    @_listener
+    def _on_speech_created(self, ev: Any) -> None:
+        self._track(ev.speech_handle)
+
+    @_listener
     def _on_user_state_changed(self, ev: Any) -> None:
         if ev.new_state == "speaking":
             self._turn_open = True
@@ -131,18 +202,21 @@ class ConversationFloor:
             self._user_stopped_at = asyncio.get_running_loop().time()
         self._changed.set()
 
+    @_listener
     def _on_user_input_transcribed(self, ev: Any) -> None:
         # a lagging transcript of an open turn: the turn is still in progress
         if self._turn_open and self._session.user_state != "speaking":
             self._user_stopped_at = asyncio.get_running_loop().time()
         self._changed.set()
 
+    @_listener
     def _on_agent_state_changed(self, ev: Any) -> None:
         if ev.new_state in _BUSY_AGENT_STATES and self._session.user_state != "speaking":
             # the agent is answering: core's idle wait now covers the rest of the turn
             self._turn_open = False
         self._changed.set()
 
+    @_listener
     def _on_conversation_item_added(self, ev: Any) -> None:
         if getattr(ev.item, "role", None) == "user":
             self._turn_open = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Sequence
 from typing import Any, TypeGuard, get_origin, get_type_hints
@@ -36,6 +37,17 @@ from .templates import (
 )
 
 _AnyTool = llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any]
+
+# The wrapper's type hints, as plain classes: core resolves them on every call.
+_WRAPPER_HINTS: dict[str, Any] = {"ctx": _compat.RunContext, "raw_arguments": dict, "return": Any}
+_WRAPPER_SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint)
+        for name, hint in _WRAPPER_HINTS.items()
+        if name != "return"
+    ],
+    return_annotation=Any,
+)
 
 
 class AsyncToolset(llm.Toolset):
@@ -188,6 +200,10 @@ class AsyncToolset(llm.Toolset):
         ) -> Any:
             return await self._call(tool, policy, ctx, dict(raw_arguments))
 
+        # Core binds every call's arguments to this wrapper through its signature and type
+        # hints: given as ready objects, they are not parsed from strings on each call.
+        call_in_background.__annotations__ = dict(_WRAPPER_HINTS)
+        call_in_background.__signature__ = _WRAPPER_SIGNATURE  # type: ignore[attr-defined]
         return llm.function_tool(
             call_in_background,
             raw_schema=schema,

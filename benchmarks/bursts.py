@@ -1,0 +1,142 @@
+"""Bursts: N background results released together, until the model is asked about them.
+
+Start: the gate that N running calls wait on opens (``time.perf_counter()`` just before
+``Gate.open()``); every call then returns its result. End: the session asks the model
+for a reply whose chat holds all N results (first thing in ``chat()``, before anything
+looks at the request). The calls were started by one model response with N tool calls,
+and each answered with its first update, before the start. ``replies`` counts the
+result replies asked for up to the end (one: everything reached the model together).
+
+The floor for the cost per result: building the two chat items of one result alone
+(:func:`item_cost`), the ``FunctionCall`` and its ``FunctionCallOutput`` as core's
+``make_tool_output`` builds them, which every implementation does once per result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from harness import RESULTS_MARKER, Gate, build_tools, end_timing, start_timing
+
+from livekit.agents import Agent, AgentSession, llm
+from livekit.agents.llm import ChatChunk, ChoiceDelta, FunctionToolCall
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents.voice.generation import make_tool_output
+
+_RESULT_SUFFIXES = ("_finished", "_final")  # the plugin and core 1.5; core 1.6+
+
+
+class BurstLLM(llm.LLM[Any]):
+    """A model that answers a user message with N calls of ``job``; it notes when it is
+    asked about all their results, and how many result replies were asked for."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+        self.released = False
+        self.replies = 0
+        self.covered_at: float | None = None
+        self.covered = asyncio.Event()
+        self.profiler: Any = None  # enabled by the caller, disabled at the end
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[Any] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        **kwargs: Any,
+    ) -> llm.LLMStream:
+        at = time.perf_counter()
+        items = chat_ctx.items
+        last = items[-1]
+        user_turn = last.type == "message" and last.role == "user"
+        if self.released and not self.covered.is_set() and _asks_about_results(items):
+            self.replies += 1
+            results = sum(
+                1
+                for i in items
+                if i.type == "function_call_output" and i.call_id.endswith(_RESULT_SUFFIXES)
+            )
+            if results >= self.calls:
+                if self.profiler is not None:
+                    self.profiler.disable()
+                self.covered_at = at
+                self.covered.set()
+        return _Stream(
+            self,
+            calls=self.calls if user_turn else 0,
+            chat_ctx=chat_ctx,
+            tools=tools or [],
+            conn_options=conn_options,
+        )
+
+
+def _asks_about_results(items: list[llm.ChatItem]) -> bool:
+    for item in reversed(items):
+        if item.type == "message" and item.role in ("system", "developer"):
+            if RESULTS_MARKER in (item.text_content or ""):
+                return True
+    return False
+
+
+class _Stream(llm.LLMStream):
+    def __init__(self, llm_: BurstLLM, *, calls: int, **kwargs: Any) -> None:
+        super().__init__(llm_, **kwargs)
+        self._calls = calls
+
+    async def _run(self) -> None:
+        if not self._calls:
+            delta = ChoiceDelta(role="assistant", content="ok")
+            self._event_ch.send_nowait(ChatChunk(id="burst", delta=delta))
+            return
+        calls = [
+            FunctionToolCall(name="job", arguments=json.dumps({"n": i}), call_id=f"j{i}")
+            for i in range(self._calls)
+        ]
+        delta = ChoiceDelta(role="assistant", tool_calls=calls)
+        self._event_ch.send_nowait(ChatChunk(id="burst", delta=delta))
+
+
+async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float, int]:
+    """Seconds from N results released together to the reply that covers them all, and
+    the result replies asked for by then."""
+    gate, model = Gate(), BurstLLM(results)
+    session: AgentSession[Any] = AgentSession(llm=model)
+    await session.start(Agent(instructions="bench", tools=build_tools(impl, gate)))
+    try:
+        await session.run(user_input="go")
+        model.released = True
+        model.profiler = profiler
+        start = start_timing()
+        if profiler is not None:
+            profiler.enable()
+        gate.open()
+        try:
+            await asyncio.wait_for(model.covered.wait(), 600)
+        finally:
+            end_timing()
+        assert model.covered_at is not None
+        return model.covered_at - start, model.replies
+    finally:
+        await session.aclose()
+
+
+def item_cost(results: int) -> float:
+    """Seconds to build the two chat items of one result, alone (median of 5 batches of
+    ``results``): the ``FunctionCall`` (with the call's ``extra``) and the output that
+    core's ``make_tool_output`` builds from a string result."""
+    extra = {"__livekit_agents_tool_non_blocking": True}
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for i in range(results):
+            fnc_call = llm.FunctionCall(
+                call_id=f"j{i}_finished", name="job", arguments=f'{{"n": {i}}}', extra=extra
+            )
+            make_tool_output(fnc_call=fnc_call, output=f"job {i} done", exception=None)
+        times.append((time.perf_counter() - start) / results)
+    return sorted(times)[2]
