@@ -369,6 +369,8 @@ async def test_after_the_session_closes_the_methods_are_gone(livekit_server: Any
         await room.session.run(user_input="book")
         await room.session.aclose()
         error = await refused(room, RPC_LIST_TASKS, {"v": 1})
+        # the call the close cancelled is published as ended, and then nothing more
+        await room.feed.wait_for(lambda m: any(x["event"] == "ended" for x in m))
         count = len(room.feed.messages)
         await asyncio.sleep(0.2)
         assert len(room.feed.messages) == count
