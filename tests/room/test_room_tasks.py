@@ -29,6 +29,7 @@ from livekit.plugins.asynctools import (
 )
 from livekit.plugins.asynctools.session_scope import existing_scope
 from livekit.plugins.asynctools.testing import ScriptedLLM
+from livekit.rtc.data_stream import StreamError
 
 from ..test_cancellation import cancelled
 from ..travel import Flights, Gates, TravelAgent, call, output_of, respond_to, results_requests
@@ -66,8 +67,12 @@ class Feed:
         room.register_text_stream_handler(TASKS_TOPIC, on_stream)
 
     async def _read(self, reader: rtc.TextStreamReader) -> None:
+        try:
+            text = await reader.read_all()
+        except StreamError:  # cut by the user's own disconnect as a test ends
+            return
         # streams can finish out of order: keep them in the order the agent sent them
-        self.messages.append(json.loads(await reader.read_all()))
+        self.messages.append(json.loads(text))
         self.messages.sort(key=lambda m: m["seq"])
 
     def of(self, call_id: str) -> list[dict[str, Any]]:

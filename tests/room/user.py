@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from livekit import api, rtc
+from livekit.rtc.data_stream import StreamError
 
 OFFLINE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking" / "offline"
 if str(OFFLINE) not in sys.path:
@@ -276,7 +277,10 @@ class RoomUser:
         opened = time.time()
 
         async def read() -> None:
-            text = await reader.read_all()
+            try:
+                text = await reader.read_all()
+            except StreamError:  # cut by the user's own disconnect
+                return
             attributes = reader.info.attributes or {}
             self.segments.append(
                 Segment(
@@ -293,7 +297,10 @@ class RoomUser:
 
     def _on_task_message(self, reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
-            text = await reader.read_all()
+            try:
+                text = await reader.read_all()
+            except StreamError:  # cut by the user's own disconnect
+                return
             self.task_messages.append(TaskMessage(at=time.time(), message=json.loads(text)))
             # streams can finish out of order: keep them in the order the agent sent them
             self.task_messages.sort(key=lambda m: int(m.message.get("seq", 0)))
