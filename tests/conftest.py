@@ -33,8 +33,10 @@ def fail_on_unexpected_error_logs(request: pytest.FixtureRequest) -> Iterator[No
         yield
     finally:
         root.removeHandler(handler)
-    marker = request.node.get_closest_marker("expected_log_errors")
-    expected: tuple[str, ...] = marker.args if marker else ()
+    # the markers of every level (module, class, test) add up
+    expected: tuple[str, ...] = tuple(
+        text for marker in request.node.iter_markers("expected_log_errors") for text in marker.args
+    )
     unexpected = [
         f"{r.name}: {r.getMessage()}"
         for r in handler.records
