@@ -11,13 +11,15 @@ The life of a call, top to bottom:
    ``ctx.update()`` (the model answers the user at once), or the tool's result or error
    if it finished without one.
 4. :meth:`BackgroundCall.report` turns each later update into a
-   :class:`~livekit.plugins.asynctools.delivery.Delivery`, held until core has recorded
-   the first output (the speech that answered it is done), so the chat keeps the order
-   in which things happened.
-5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended: its
-   result, ``None`` included, its error, its cancellation, or its timeout. It is
-   recorded in the tool's own task step, so a last update and the result the tool
-   returns right after it reach the same reply.
+   :class:`~livekit.plugins.asynctools.delivery.Delivery` (``_deliver`` in
+   :mod:`~livekit.plugins.asynctools.outputs`), held until core has recorded the first
+   output (the speech that answered it is done), so the chat keeps the order in which
+   things happened.
+5. :meth:`BackgroundCall._run` ends with exactly one record of how the call ended
+   (``_end`` in :mod:`~livekit.plugins.asynctools.outputs`): its result, ``None``
+   included, its error, its cancellation, or its timeout. It is recorded in the tool's
+   own task step, so a last update and the result the tool returns right after it
+   reach the same reply.
 
 Each output carries its delivery mode (``idle``, ``silent``, ``now``) to the session's
 :class:`~livekit.plugins.asynctools.delivery.DeliveryCoordinator`; every text the model
@@ -35,21 +37,20 @@ import asyncio
 import inspect
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from livekit.agents import Agent, llm
+from livekit.agents import llm
 
 from . import _compat
-from .context import AsyncRunContext, BackgroundResult
-from .delivery import Delivery
-from .events import NO_PROGRESS, DeliveryMode, Progress, TaskEnded, TaskStarted, TaskUpdated
+from .context import AsyncRunContext
+from .events import NO_PROGRESS, DeliveryMode, Progress, TaskStarted, TaskUpdated
 from .log import logger
-from .templates import CANCEL_REASON_SESSION_ENDED, text_for
+from .outputs import CallOutputs, _Outcome
+from .templates import text_for
 
 if TYPE_CHECKING:
-    from .events import TaskEvents, TaskStatus
+    from .events import TaskEvents
     from .policy import EffectivePolicy, Filler
     from .session_scope import SessionScope
 
@@ -59,7 +60,7 @@ toolset or a session, ``cancel_task``, the ``replace`` policy). A tool that swal
 ``CancelledError`` and runs on is logged with a warning and left to finish on its own."""
 
 
-class BackgroundCall:
+class BackgroundCall(CallOutputs):
     """A tool call that answers with its first update and keeps running.
 
     Creating one binds the model's arguments to the tool; :meth:`start` runs it.
@@ -96,8 +97,6 @@ class BackgroundCall:
         "filler",
         "filler_count",
         "quiet_since",
-        "_last_heard",
-        "_timers",
         "_timed_out",
         "_scope",
         "_ctx",
@@ -107,8 +106,6 @@ class BackgroundCall:
         "_updates",
         "_cancel_reason",
         "_task",
-        "_held",
-        "_done_callbacks",
     )
 
     def __init__(
@@ -393,23 +390,6 @@ class BackgroundCall:
             self._scope.unregister(self)
         self._end(output)
 
-    def _end(self, output: Any = None, *, cancelled: bool = False) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = ()
-        try:
-            self._scope.delivery.fillers.forget(self)
-            if cancelled:
-                self._record_cancellation()
-            else:
-                self._record_end(output)
-        finally:
-            if self._held is None:
-                self._scope.delivery.floor.done_with()
-            callbacks, self._done_callbacks = self._done_callbacks or (), None
-            for callback in callbacks:
-                callback(self)
-
     def _answered(self) -> bool:
         return self._first_output is None or self._first_output.done()
 
@@ -424,138 +404,6 @@ class BackgroundCall:
             self._first_output.set_result(answer)
         return True
 
-    def _record_end(self, output: Any) -> None:
-        mode: DeliveryMode = "idle"
-        if isinstance(output, BackgroundResult):
-            output, mode = output.output, output.delivery
-        is_error = isinstance(output, BaseException)
-        if self._answer_now(output, error=is_error):
-            # finished without an update: it was an ordinary tool call after all
-            self._ended("error" if is_error else "done", self.call_id, None, output)
-            return
-
-        record = f"{self.call_id}_finished"
-        if is_error:
-            self._deliver(record, None, exception=output, mode=mode)
-            self._ended("error", record, None)
-            return
-        if output is None or _is_agent(output):
-            # the model must learn the task is over, even when it says nothing more
-            said = self.text(
-                "finished_without_result",
-                function_name=self.function_call.name,
-                call_id=self.call_id,
-            )
-            output = said if output is None else (output, said)
-        self._deliver(record, output, mode=mode)
-        self._ended("done", record, str(output), output)
-
-    def _record_cancellation(self) -> None:
-        name, call_id = self.function_call.name, self.call_id
-        if self._timed_out:
-            status: TaskStatus = "timed_out"
-            message = self.text(
-                "timed_out", function_name=name, call_id=call_id, timeout=self.policy.timeout
-            )
-        else:
-            status = "cancelled"
-            reason = self._cancel_reason or CANCEL_REASON_SESSION_ENDED
-            message = self.text("cancelled", function_name=name, call_id=call_id, reason=reason)
-        if self._answer_now(message):
-            # core was still waiting for the call's answer: it is the record
-            self._ended(status, call_id, message)
-            return
-        record = f"{call_id}_{status}"
-        self._deliver(record, message)
-        self._ended(status, record, message)
-
-    def _ended(
-        self, status: TaskStatus, record_id: str, message: str | None, value: Any = None
-    ) -> None:
-        ev = TaskEnded(
-            call_id=self.call_id,
-            status=status,
-            record_id=record_id,
-            message=message,
-            value=None if status == "error" else value,
-        )
-        self._scope.lifecycle.ended(ev, self._toolset_events)
-
-    def _deliver(
-        self,
-        call_id: str,
-        output: Any,
-        *,
-        exception: BaseException | None = None,
-        is_result: bool = True,
-        mode: DeliveryMode = "idle",
-    ) -> None:
-        outcome = _Outcome(call_id, output, exception, is_result, mode)
-        if self._held is not None:
-            self._held.append(outcome)
-        elif self._ctx.speech_handle.done():
-            self._submit(outcome)
-        else:
-            # core records the first output when the speech that answered it is done:
-            # until then later outputs wait, so the chat keeps the order things happened in
-            self._held = [outcome]
-            self._ctx.speech_handle.add_done_callback(self._release_held)
-
-    def _release_held(self, _: Any) -> None:
-        held, self._held = self._held or [], None
-        for outcome in held:
-            self._submit(outcome)
-        if self._done_callbacks is None:  # ended while these waited: _end kept the floor
-            self._scope.delivery.floor.done_with()
-
-    def _submit(self, outcome: _Outcome) -> None:
-        # built now, not when the tool produced it: items are ordered by creation time
-        fnc_call = llm.FunctionCall(
-            call_id=outcome.call_id,
-            name=self.function_call.name,
-            arguments=self.function_call.arguments,
-            # validation copies the dict: the item never shares it with the model's call
-            extra=self.function_call.extra,
-        )
-        out = _compat.make_tool_output(
-            fnc_call=fnc_call, output=outcome.output, exception=outcome.exception
-        )
-        if out.fnc_call_out is None:  # an output core refuses (e.g. several agents)
-            out = _compat.make_tool_output(
-                fnc_call=fnc_call, output=None, exception=llm.ToolError("invalid tool output")
-            )
-        assert out.fnc_call_out is not None
-        self._scope.delivery.submit(
-            Delivery(
-                items=[out.fnc_call, out.fnc_call_out],
-                call_id=outcome.call_id,
-                is_result=outcome.is_result,
-                mode=outcome.mode,
-                call=self,
-                handoff=out.agent_task,
-            )
-        )
-
-    def heard(self, heard: bool) -> None:
-        """Record whether the reply that gave this call's last update was heard in full."""
-        self._last_heard = heard
-
-    def _log_failure(self, e: Exception) -> None:
-        extra = {"function": self.function_call.name, "call_id": self.call_id}
-        if isinstance(e, llm.ToolError):
-            logger.warning(
-                "background tool raised a ToolError", extra={**extra, "lk.pii.error": e.message}
-            )
-        else:
-            logger.error(
-                "background tool raised an exception",
-                extra={
-                    **extra,
-                    "exception_type": type(e).__name__,
-                    "lk.pii.traceback": "".join(traceback.format_exception(e)),
-                },
-            )
-
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
@@ -565,15 +413,3 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 def _task_name(function_name: str) -> str:
     # one string per tool, shared by all its running calls
     return sys.intern(f"asynctools_{function_name}")
-
-
-class _Outcome(NamedTuple):
-    call_id: str
-    output: Any
-    exception: BaseException | None
-    is_result: bool
-    mode: DeliveryMode
-
-
-def _is_agent(output: Any) -> bool:
-    return isinstance(output, Agent)
