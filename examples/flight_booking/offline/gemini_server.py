@@ -54,6 +54,9 @@ class GeminiLiveServer:
     Args:
         scenario: Answers the model's part.
         pace: How many times faster than real time audio is generated.
+        latency: Seconds a model turn takes before its first output (the service's time to
+            first audio, during which the turn can be cut off but nothing of it reached the
+            client yet); settable on a running server.
 
     Attributes:
         messages: Every client message, on every connection, in order.
@@ -62,9 +65,10 @@ class GeminiLiveServer:
         dropped_responses: Function responses dropped (unknown or answered call ids).
     """
 
-    def __init__(self, scenario: Scenario, *, pace: float = 2.0) -> None:
+    def __init__(self, scenario: Scenario, *, pace: float = 2.0, latency: float = 0.0) -> None:
         self.scenario = scenario
         self.pace = pace
+        self.latency = latency
         self.messages: list[ClientMessage] = []
         self.connections: list[Connection] = []
         self.turns: list[Turn] = []

@@ -4,7 +4,9 @@ The client's messages are handled as the Live API handles them (see :mod:`gemini
 for the list): the model's turns are answered by the scenario and streamed as audio (or
 text) with their transcription; tool calls are issued with ids the server remembers, and
 function responses are matched to them (blocking calls end the turn until answered;
-non-blocking ones are scheduled as ``SILENT``, ``WHEN_IDLE`` or ``INTERRUPT`` say).
+non-blocking ones are scheduled as their ``scheduling`` says: ``INTERRUPT`` cuts the turn
+under way, voiced or not yet, and starts one for the response at once; ``WHEN_IDLE``, the
+default, waits for that turn to end; ``SILENT`` starts none).
 """
 
 from __future__ import annotations
@@ -202,7 +204,10 @@ class LiveSession:
         if reply and not any(c["open"] and c["blocking"] for c in self.issued.values()):
             self.start("tool_response")  # every blocking call of the turn is answered
         elif interrupt:
+            # cut the turn under way, voiced or not, and answer at once: that turn covers
+            # the responses still waiting for the model to be idle, too
             await self.interrupt()
+            self._idle_replies = 0
             self.start("tool_response")
         elif self._idle_replies and self.active is None:
             self._idle_replies = 0
@@ -260,7 +265,13 @@ class LiveSession:
                 turn.status = "failed"
                 await self.send({"serverContent": {"turnComplete": True}})
                 return
-            if answer.text:
+            if self.server.latency:
+                # the model's time to first output: the turn is under way, nothing sent yet
+                try:
+                    await asyncio.wait_for(self._cut.wait(), self.server.latency)
+                except asyncio.TimeoutError:
+                    pass
+            if answer.text and not self._cut.is_set():
                 await self._speak(turn, answer.text, audio)
             if self._cut.is_set():
                 turn.status = "interrupted"

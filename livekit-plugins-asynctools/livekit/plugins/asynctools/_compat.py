@@ -22,19 +22,25 @@ And the private corners of core and of the realtime provider plugins the plugin 
 on, in one place: the agent's chat context and the provider session of the current
 activity (:func:`add_to_local_chat`, :func:`provider_session`), its speech queue
 (:func:`speeches_under_way`), the handoff task (:func:`wait_for_handoff`), and the
-acknowledgements an OpenAI realtime update waits for (:func:`release_provider_update`).
+acknowledgements an OpenAI realtime update waits for (:func:`release_provider_update`),
+and the tool options of livekit-plugins-google's Gemini Live session
+(:func:`interrupt_with_response`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from livekit.agents import llm
+from livekit.agents.utils import is_given
 
 SUPPORTED_RANGE = "livekit-agents>=1.5.2,<1.9"
 
@@ -101,6 +107,7 @@ __all__ = [
     "takes_injected_function_calls",
     "missing_from_provider",
     "release_provider_update",
+    "interrupt_with_response",
     "ToolLifecycle",
     "silent_tool_answer",
 ]
@@ -315,6 +322,93 @@ def release_provider_update(rt_session: llm.RealtimeSession[Any]) -> bool:
             if isinstance(fut, asyncio.Future) and not fut.done():
                 fut.set_result(None)
     return True
+
+
+class _HeldScheduling:
+    """The scheduling a Gemini model had before the plugin made it ``INTERRUPT``, and how
+    many speeches still have to send their ``now`` response under it."""
+
+    __slots__ = ("previous", "pending")
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self.pending = 0
+
+
+# keyed by the model: livekit-plugins-google keeps the options on the model, shared by the
+# sessions it serves (its session's ``_opts`` is the model's)
+_interrupting: weakref.WeakKeyDictionary[Any, _HeldScheduling] = weakref.WeakKeyDictionary()
+
+
+def interrupt_with_response(session: AgentSession[Any], speech: SpeechHandle) -> None:
+    """Let the function response core sends for a call of ``speech`` interrupt the model.
+
+    For a ``now`` answer to a call on Gemini Live (livekit-plugins-google) with
+    ``tool_behavior=NON_BLOCKING``, where Gemini schedules each response as its
+    ``scheduling`` says: ``INTERRUPT`` cuts the turn the model has under way and answers at
+    once. The google plugin takes that field from its options when it builds the responses
+    of the outputs core adds (``update_options(tool_response_scheduling=...)`` changes it
+    without a reconnect), so it is ``INTERRUPT`` from now until ``speech`` is done, then
+    what it was: core sends a call's response from the task of the speech that made the
+    call, so that speech ends after the response went out (or failed). Responses core sends
+    meanwhile (other calls of the same tool step) interrupt as well.
+
+    Anywhere else this does nothing: a blocking call's response is answered at once
+    anyway, Vertex AI drops the scheduling, and the plugin's floor delivers every other
+    ``now`` output.
+    """
+    rt_session = provider_session(session)
+    interrupt = _gemini_interrupt(rt_session) if rt_session is not None else None
+    if rt_session is None or interrupt is None or speech.done():
+        return
+    model = rt_session.realtime_model
+    held = _interrupting.get(model)
+    if held is None:
+        previous = rt_session._opts.tool_response_scheduling  # type: ignore[attr-defined]
+        if previous == interrupt:  # the developer's choice: every response interrupts
+            return
+        held = _interrupting[model] = _HeldScheduling(previous)
+        rt_session.update_options(tool_response_scheduling=interrupt)  # type: ignore[call-arg]
+    held.pending += 1
+    speech.add_done_callback(lambda _: _release_interrupt(rt_session, held, interrupt))
+
+
+def _release_interrupt(
+    rt_session: llm.RealtimeSession[Any], held: _HeldScheduling, interrupt: Any
+) -> None:
+    held.pending -= 1
+    if held.pending:
+        return
+    model = rt_session.realtime_model
+    if _interrupting.get(model) is held:
+        del _interrupting[model]
+    opts: Any = rt_session._opts  # type: ignore[attr-defined]
+    if opts.tool_response_scheduling != interrupt:
+        return  # the developer set another scheduling meanwhile: it stays
+    if is_given(held.previous):
+        rt_session.update_options(tool_response_scheduling=held.previous)  # type: ignore[call-arg]
+    else:
+        # none was set (Gemini's default, WHEN_IDLE): update_options cannot unset it
+        opts.tool_response_scheduling = held.previous
+
+
+def _gemini_interrupt(rt_session: llm.RealtimeSession[Any]) -> Any:
+    """``FunctionResponseScheduling.INTERRUPT`` if ``rt_session`` is a Gemini Live session
+    of livekit-plugins-google that schedules responses (``NON_BLOCKING`` tools, not on
+    Vertex AI) and whose ``update_options`` sets the scheduling; else None."""
+    google = sys.modules.get("livekit.plugins.google.realtime")  # loaded if it is in use
+    model_cls = getattr(google, "RealtimeModel", None)
+    if model_cls is None or not isinstance(rt_session.realtime_model, model_cls):
+        return None
+    if "tool_response_scheduling" not in inspect.signature(rt_session.update_options).parameters:
+        return None
+    opts = getattr(rt_session, "_opts", None)
+    if not hasattr(opts, "tool_response_scheduling") or getattr(opts, "vertexai", False):
+        return None
+    types = importlib.import_module("google.genai.types")
+    if getattr(opts, "tool_behavior", None) != types.Behavior.NON_BLOCKING:
+        return None
+    return types.FunctionResponseScheduling.INTERRUPT
 
 
 def unanswered(error: BaseException) -> bool:

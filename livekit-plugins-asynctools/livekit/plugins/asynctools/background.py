@@ -298,7 +298,7 @@ class BackgroundCall(CallOutputs):
             if delivery == "silent":
                 self._last_heard = False
                 answer, record_apart = _compat.silent_tool_answer(message)
-            self._answer_now(answer)
+            self._answer_now(answer, mode=delivery)
             self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
             if record_apart:
                 self._deliver(f"{self.call_id}_update_0", message, is_result=False, mode="silent")
@@ -393,8 +393,12 @@ class BackgroundCall(CallOutputs):
     def _answered(self) -> bool:
         return self._first_output is None or self._first_output.done()
 
-    def _answer_now(self, answer: Any, *, error: bool = False) -> bool:
-        """Give core's tool call its answer if it still waits for one; whether it did."""
+    def _answer_now(self, answer: Any, *, error: bool = False, mode: DeliveryMode = "idle") -> bool:
+        """Give core's tool call its answer if it still waits for one; whether it did.
+
+        A ``now`` answer interrupts the model where the provider schedules the call's
+        response itself (Gemini Live under ``NON_BLOCKING``).
+        """
         if self._answered():
             return False
         assert self._first_output is not None
@@ -402,6 +406,8 @@ class BackgroundCall(CallOutputs):
             self._first_output.set_exception(answer)
         else:
             self._first_output.set_result(answer)
+        if mode == "now":
+            _compat.interrupt_with_response(self._ctx.session, self._ctx.speech_handle)
         return True
 
 

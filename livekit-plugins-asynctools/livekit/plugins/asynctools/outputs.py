@@ -63,7 +63,9 @@ class CallOutputs:
 
         def text(self, name: str, **args: Any) -> str: ...
 
-        def _answer_now(self, answer: Any, *, error: bool = False) -> bool: ...
+        def _answer_now(
+            self, answer: Any, *, error: bool = False, mode: DeliveryMode = "idle"
+        ) -> bool: ...
 
     @property
     def _call(self) -> BackgroundCall:
@@ -91,7 +93,7 @@ class CallOutputs:
         if isinstance(output, BackgroundResult):
             output, mode = output.output, output.delivery
         is_error = isinstance(output, BaseException)
-        if self._answer_now(output, error=is_error):
+        if self._answer_now(output, error=is_error, mode=mode):
             # finished without an update: it was an ordinary tool call after all
             self._ended("error" if is_error else "done", self.call_id, None, output)
             return
