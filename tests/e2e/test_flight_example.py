@@ -9,16 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
-sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
-
-from agent import FlightAgent  # noqa: E402
-from demo import (  # noqa: E402
+from agent import FlightAgent
+from demo import (
     USER_LINES,
     YES_LINE,
     Transcript,
@@ -27,9 +22,11 @@ from demo import (  # noqa: E402
     run_pipeline,
     speak_into,
 )
-from flights import TravelBackend  # noqa: E402
-from openai_server import LocalOpenAIServer  # noqa: E402
-from scenario import flight_scenario  # noqa: E402
+from flights import TravelBackend
+from openai_server import LocalOpenAIServer
+from scenario import flight_scenario
+
+from . import EXAMPLE
 
 
 def _agent_lines(transcript: Transcript) -> list[str]:

@@ -10,177 +10,36 @@ Each test checks what the user heard and what the model was sent, in order.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
-sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+from livekit.agents import Agent, function_tool
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, _compat
 
-
-def _google_live_client_missing() -> str | None:
-    """Why the release's google plugin cannot run these tests, or None."""
-    if importlib.util.find_spec("livekit.plugins.google") is None:
-        return "livekit-plugins-google is not installed"
-    import inspect
-
-    from livekit.plugins import google
-
-    realtime = getattr(google, "realtime", None)
-    model = getattr(realtime, "RealtimeModel", None)
-    if model is None:
-        return "this livekit-plugins-google has no realtime.RealtimeModel"
-    if "http_options" not in inspect.signature(model).parameters:
-        return "this livekit-plugins-google's RealtimeModel takes no http_options (base URL)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(
-    (_missing := _google_live_client_missing()) is not None, reason=_missing or ""
-)
-
-from agent import FlightAgent, build_session  # noqa: E402
-from gemini_server import GeminiLiveServer, Turn  # noqa: E402
-from openai_server import LocalOpenAIServer  # noqa: E402
-from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
-
-from livekit.agents import Agent, AgentSession, function_tool  # noqa: E402
-from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, _compat  # noqa: E402
-from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
-from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
-
-from ..travel import Gates  # noqa: E402
-from .example import (  # noqa: E402
+from ..travel import Gates
+from .example import (
     BOOK_FLIGHT,
     BOOKED,
     EMAILED,
     FLIGHT_ACK,
     FOUND,
-    GatedBackend,
+    GeminiRun,
+    agent_on_local_server,
     complete_lines,
+    needs_realtime_client,
 )
 
-
-@dataclass
-class GeminiRun:
-    """The agent on its Gemini Live session, the local server, and what the user heard."""
-
-    server: LocalOpenAIServer
-    session: AgentSession[Any]
-    gates: Gates
-    backend: GatedBackend
-    log: ConversationLog
-    sockets: list[Any]
-
-    @property
-    def live(self) -> GeminiLiveServer:
-        return self.server.gemini
-
-    async def user_says(self, text: str, *, duration: float = 0.1) -> None:
-        await self.live.user_says(text, duration=duration)
-
-    async def heard(self, text: str, *, timeout: float = 5.0) -> None:
-        """Wait until the user has heard, in full, an agent line starting with ``text``."""
-        await self.log.wait_for(
-            lambda log: any(line.startswith(text) for line in complete_lines(log)),
-            timeout=timeout,
-        )
-
-    def call_id(self, name: str, index: int = 0) -> str:
-        calls = [cid for t in self.live.turns for cid, n in t.tool_calls if n == name]
-        return calls[index]
-
-    def responses_sent(self) -> list[str]:
-        """Ids of the function responses the client sent, in order."""
-        return [
-            r.get("id") for m in self.live.received("toolResponse") for r in m["functionResponses"]
-        ]
-
-    def results_turns(self) -> list[Turn]:
-        return [
-            t
-            for t in self.live.turns
-            if t.messages
-            and t.messages[-1]["role"] == "system"
-            and RESULTS_MARKER in t.messages[-1]["content"]
-        ]
-
-
-@asynccontextmanager
-async def gemini_agent(
-    sockets: list[Any],
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    seconds_per_char: float = 0.004,
-    tool_behavior: Any = None,
-    agent: Any = None,
-) -> AsyncIterator[GeminiRun]:
-    """The example agent (or ``agent``) on Gemini Live, against a fresh local server;
-    ``tool_behavior`` is the model's (``NON_BLOCKING``...), else the server's default."""
-    gates = Gates()
-    backend = GatedBackend(gates)
-    async with LocalOpenAIServer(flight_scenario(seconds_per_char=seconds_per_char)) as server:
-        # google-genai reads SSL_CERT_FILE when its client is made, at session start
-        monkeypatch.setenv("SSL_CERT_FILE", server.certificate.ca_file)
-        if tool_behavior is None:
-            session = build_session(
-                mode="gemini", base_url=server.gemini_base_url, api_key="offline"
-            )
-        else:
-            from google.genai import types
-
-            from livekit.plugins import google
-
-            model = google.realtime.RealtimeModel(
-                http_options=types.HttpOptions(base_url=server.gemini_base_url),
-                api_key="offline",
-                tool_behavior=tool_behavior,
-            )
-            session = AgentSession(llm=model)
-        session.output.audio = RealTimeSpeaker()
-        log = ConversationLog(session)
-        await session.start(
-            agent(gates)
-            if agent is not None
-            else FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
-        )
-        run = GeminiRun(server, session, gates, backend, log, sockets)
-        try:
-            yield run
-        finally:
-            await session.aclose()
-            await session.llm.aclose()
-        _assert_protocol_invariants(run)
-
-
-def _assert_protocol_invariants(run: GeminiRun) -> None:
-    """Every model turn matched the scenario, the client set up once on the v1beta API,
-    and every socket stayed on 127.0.0.1."""
-    assert [t.trigger for t in run.live.turns if t.status == "failed"] == []
-    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
-    assert [(c.version, c.model, c.host) for c in run.live.connections] == [
-        (
-            "v1",
-            "models/gemini-2.5-flash-native-audio-preview-12-2025",
-            run.server.gemini_base_url.split("/")[2],
-        )
-    ]
-    assert len(run.live.received("setup")) == 1
+pytestmark = needs_realtime_client("gemini")
 
 
 async def test_a_booking_is_acknowledged_from_the_calls_own_response(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+    sockets: list[Any],
 ) -> None:
     """The model calls the flight tool; its first update answers the call (a function
     response under the id Gemini issued), and the model's continuation of that turn is
     the acknowledgement the user hears, while the search still runs."""
-    async with gemini_agent(sockets, monkeypatch) as run:
+    async with agent_on_local_server("gemini", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         flight = run.call_id("search_and_book_flight")
@@ -196,13 +55,13 @@ async def test_a_booking_is_acknowledged_from_the_calls_own_response(
 
 
 async def test_progress_and_result_reach_the_model_and_are_spoken(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+    sockets: list[Any],
 ) -> None:
     """After the acknowledgement, the flight's progress and then its result are in the
     model's context when it is asked to speak them (as messages naming the call: Gemini
     takes no function response under an id it never issued): the user hears both, and the
     result leads to the confirmation email."""
-    async with gemini_agent(sockets, monkeypatch) as run:
+    async with agent_on_local_server("gemini", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -225,14 +84,14 @@ async def test_progress_and_result_reach_the_model_and_are_spoken(
 
 
 async def test_background_outputs_reach_gemini_as_content_turns_not_function_responses(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+    sockets: list[Any],
 ) -> None:
     """What the plugin sends Gemini for background outputs: only the call's own first
     update is a function response (under Gemini's id); the progress and the silent fare
     go as content turns naming the call, without ``turnComplete`` (context only, so the
     silent one starts no reply), and nothing is dropped. Then one reply is asked for the
     progress: the instructions as a model turn and a ``"."`` user turn."""
-    async with gemini_agent(sockets, monkeypatch) as run:
+    async with agent_on_local_server("gemini", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -277,13 +136,13 @@ def _declared_behaviors(run: GeminiRun) -> dict[str, str | None]:
 
 
 async def test_under_non_blocking_the_booking_answers_when_idle_and_the_flow_holds(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+    sockets: list[Any],
 ) -> None:
     """With ``tool_behavior=NON_BLOCKING`` (Gemini schedules the responses itself): the
     tools are declared non-blocking, the first update goes back as the call's response
     with the default ``WHEN_IDLE`` scheduling (the plugin's ``idle``), Gemini answers it
     once idle, and progress, result and email follow as without it."""
-    async with gemini_agent(sockets, monkeypatch, tool_behavior=_non_blocking()) as run:
+    async with agent_on_local_server("gemini", sockets, tool_behavior=_non_blocking()) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -335,13 +194,13 @@ def _quiet_agent(gates: Gates) -> Any:
 
 @pytest.mark.skipif(not _maps_silent_outputs(), reason="this core has no reply_required")
 async def test_under_non_blocking_a_silent_first_update_is_a_silent_response(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+    sockets: list[Any],
 ) -> None:
     """A silent first update under NON_BLOCKING reaches Gemini as the call's response with
     ``scheduling: SILENT``: Gemini starts no turn for it and the user hears nothing, until
     the next (idle) update is spoken."""
-    async with gemini_agent(
-        sockets, monkeypatch, tool_behavior=_non_blocking(), agent=_quiet_agent
+    async with agent_on_local_server(
+        "gemini", sockets, tool_behavior=_non_blocking(), agent=_quiet_agent
     ) as run:
         await run.user_says(BOOK_FLIGHT)
         async with asyncio.timeout(5):

@@ -12,152 +12,32 @@ import asyncio
 import gc
 import json
 import re
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
-sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+from demo import Transcript, run_realtime
+from openai_server import LocalOpenAIServer
+from scenario import flight_scenario
 
-from agent import FlightAgent, build_session  # noqa: E402
-from demo import Transcript, run_realtime  # noqa: E402
-from openai_server import Answer, LocalOpenAIServer, Rule  # noqa: E402
-from realtime_server import RealtimeServer, ResponseRecord  # noqa: E402
-from scenario import RESULTS_MARKER, flight_scenario  # noqa: E402
+from livekit.plugins.asynctools.testing import eventually
 
-from livekit.agents import AgentSession  # noqa: E402
-from livekit.plugins.asynctools.testing import ConversationLog, eventually  # noqa: E402
-from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
-
-from ..travel import Gates  # noqa: E402
-from .example import (  # noqa: E402
+from .example import (
     BOOK_FLIGHT,
     BOOKED,
+    CANCEL_CONFIRMED,
+    CANCEL_HOTEL,
+    CANCEL_RESULT,
     EMAILED,
     FLIGHT_ACK,
     FOUND,
-    GatedBackend,
+    HOLD_ON,
+    HOTEL_ACK,
+    RESERVE_HOTEL,
+    TAKE_YOUR_TIME,
+    agent_on_local_server,
     complete_lines,
+    named_ids,
 )
-
-RESERVE_HOTEL = "Also reserve a hotel in Tokyo for 4 nights."
-HOLD_ON = "Hold on a second."
-CANCEL_HOTEL = "Cancel the hotel."
-
-HOTEL_ACK = "Sure! Looking for a hotel in Tokyo for 4 nights. I'll keep you posted."
-TAKE_YOUR_TIME = "Sure, take your time."
-CANCEL_CONFIRMED = "Done, I stopped the hotel search."
-CANCEL_RESULT = "The hotel search is cancelled."
-
-
-@dataclass
-class RealtimeRun:
-    """The agent on its realtime session, the local server, and what the user heard."""
-
-    server: LocalOpenAIServer
-    session: AgentSession[Any]
-    gates: Gates
-    backend: GatedBackend
-    log: ConversationLog
-    sockets: list[Any]
-
-    @property
-    def realtime(self) -> RealtimeServer:
-        return self.server.realtime
-
-    async def user_says(self, text: str, *, duration: float = 0.1) -> None:
-        await self.realtime.user_says(text, duration=duration)
-
-    async def heard(self, text: str, *, timeout: float | None = None) -> None:
-        """Wait until the user has heard, in full, an agent line starting with ``text``."""
-        await self.log.wait_for(
-            lambda log: any(line.startswith(text) for line in complete_lines(log)),
-            **({} if timeout is None else {"timeout": timeout}),
-        )
-
-    def call_id(self, name: str, index: int = 0) -> str:
-        """The call id the model gave its ``index``-th call of ``name``."""
-        calls = [cid for r in self.realtime.responses for cid, n in r.tool_calls if n == name]
-        return calls[index]
-
-    def outputs_sent(self) -> list[str]:
-        """Call ids of the function-call outputs the client added to the conversation."""
-        return [
-            e["item"]["call_id"]
-            for e in self.realtime.received("conversation.item.create")
-            if e["item"]["type"] == "function_call_output"
-        ]
-
-    def results_requests(self) -> list[ResponseRecord]:
-        """The responses asked for to speak background results, in order."""
-        return [r for r in self.realtime.responses if RESULTS_MARKER in (r.instructions or "")]
-
-
-def _named_ids(instructions: str | None) -> list[str]:
-    """The call ids a results reply's instructions name."""
-    found = re.search(r"call_ids: \[(.*?)\]", instructions or "")
-    return re.findall(r"'([^']+)'", found.group(1)) if found else []
-
-
-@asynccontextmanager
-async def realtime_agent(
-    sockets: list[Any], *, seconds_per_char: float = 0.004, pace: float = 2.0
-) -> AsyncIterator[RealtimeRun]:
-    """The example agent on the realtime model, against a fresh local server."""
-    scenario = flight_scenario(seconds_per_char=seconds_per_char)
-    # the user interrupts with a remark the model answers in words
-    scenario.rules.append(
-        Rule(
-            "answer a remark",
-            lambda m: m[-1].get("role") == "user" and m[-1].get("content") == HOLD_ON,
-            Answer(text=TAKE_YOUR_TIME),
-        )
-    )
-    gates = Gates()
-    backend = GatedBackend(gates)
-    async with LocalOpenAIServer(scenario) as server:
-        server.realtime.pace = pace
-        session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
-        session.output.audio = RealTimeSpeaker()
-        log = ConversationLog(session)
-        # the payment question and the booking filler are the demo's story, not these
-        # tests': they follow each delivery step by step
-        await session.start(
-            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
-        )
-        run = RealtimeRun(server, session, gates, backend, log, sockets)
-        try:
-            yield run
-        finally:
-            await session.aclose()
-            await session.llm.aclose()  # the model's own HTTP session, outside a job
-        _assert_protocol_invariants(run)
-
-
-def _assert_protocol_invariants(run: RealtimeRun) -> None:
-    """What must hold in every conversation: replies asked for only when the conversation
-    was idle, nothing the model had deleted, nothing unanswered, every socket local."""
-    busy = [
-        (e.payload.get("event_id"), e.response_active, e.user_speaking)
-        for e in run.realtime.events
-        if e.type == "response.create" and (e.response_active or e.user_speaking)
-    ]
-    assert busy == [], "replies asked for while a response was active or the user spoke"
-    # core answers a tool call by updating the conversation from a copy of it, which can
-    # predate outputs the plugin just added (every time on 1.5.17): such an update deletes
-    # them, and the plugin adds them again before asking about them. Nothing else is deleted.
-    created = [e["item"].get("id") for e in run.realtime.received("conversation.item.create")]
-    for deleted in run.realtime.received("conversation.item.delete"):
-        assert created.count(deleted["item_id"]) == 2, "deleted and not added again"
-    assert [r.id for r in run.realtime.responses if r.rule is None] == []
-    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
-    assert [(c.path, c.model, c.host) for c in run.realtime.connections] == [
-        ("/v1/realtime", "gpt-realtime", run.server.base_url.split("/")[2])
-    ]
 
 
 async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken(
@@ -167,7 +47,7 @@ async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken
     leads to); the model receives the call's outputs as ``<call_id>``, ``_update_1``, the
     silent ``_update_2`` and ``_finished``, each results reply naming the ones it is about
     (never the silent one)."""
-    async with realtime_agent(sockets) as run:
+    async with agent_on_local_server("realtime", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -187,7 +67,7 @@ async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken
             if e["item"]["type"] == "function_call"
         ] == steps
         results = run.results_requests()
-        assert [_named_ids(r.instructions) for r in results] == [
+        assert [named_ids(r.instructions) for r in results] == [
             [f"{flight}_update_1"],
             [f"{flight}_finished"],
         ]
@@ -204,16 +84,11 @@ async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(sockets: lis
     user's words are answered, then the same progress is asked for and said in full."""
     # audio is generated in real time, as fast as it plays: the reply is still being
     # generated when the user starts speaking
-    async with realtime_agent(sockets, seconds_per_char=0.01, pace=1.0) as run:
+    async with agent_on_local_server("realtime", sockets, seconds_per_char=0.01, pace=1.0) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
-        # a quarter of the progress has been sent, so about as much has been played
-        await eventually(
-            lambda: (
-                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
-            )
-        )
+        await run.progress_partly_said()
         await run.user_says(HOLD_ON)
         await run.heard(FOUND)
         run.gates.open("booked")
@@ -234,8 +109,8 @@ async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(sockets: lis
             ("assistant", EMAILED, False),
         ]
         first, again, _ = run.results_requests()
-        assert _named_ids(first.instructions) == _named_ids(again.instructions)
-        assert _named_ids(again.instructions) == [f"{flight}_update_1"]
+        assert named_ids(first.instructions) == named_ids(again.instructions)
+        assert named_ids(again.instructions) == [f"{flight}_update_1"]
         assert (first.status, first.reason) == ("cancelled", "turn_detected")
         # the model's copy keeps only what the user heard of the cut reply
         (truncate,) = run.realtime.received("conversation.item.truncate")
@@ -256,7 +131,7 @@ async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply
     """A flight and a hotel run at once; the flight's progress and the hotel's result
     arrive while the user is speaking: after the user's turn is answered, one reply
     covers both, and the model had both outputs before it was asked."""
-    async with realtime_agent(sockets) as run:
+    async with agent_on_local_server("realtime", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         await run.user_says(RESERVE_HOTEL)
@@ -276,7 +151,7 @@ async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply
         spoken_outputs = [i for i in run.outputs_sent() if i != f"{flight}_update_2"]
         assert spoken_outputs[:4] == [flight, hotel, f"{flight}_update_1", f"{hotel}_finished"]
         results = run.results_requests()[0]
-        assert _named_ids(results.instructions) == [f"{flight}_update_1", f"{hotel}_finished"]
+        assert named_ids(results.instructions) == [f"{flight}_update_1", f"{hotel}_finished"]
         sent = {m.get("tool_call_id") for m in results.messages if m["role"] == "tool"}
         assert {f"{flight}_update_1", f"{hotel}_finished"} <= sent
         heard = complete_lines(run.log)
@@ -297,7 +172,7 @@ async def test_a_cancelled_task_is_recorded_for_the_model_and_its_end_spoken_in_
     started at once and cut off by that answer)."""
     # audio is generated in real time, so a reply started too early is still being
     # generated when the answer to cancel_task is asked for, as it would be with OpenAI
-    async with realtime_agent(sockets, seconds_per_char=0.01, pace=1.0) as run:
+    async with agent_on_local_server("realtime", sockets, seconds_per_char=0.01, pace=1.0) as run:
         await run.user_says(RESERVE_HOTEL)
         await run.heard(HOTEL_ACK)
         await run.user_says(CANCEL_HOTEL)
@@ -324,7 +199,7 @@ async def test_a_cancelled_task_is_recorded_for_the_model_and_its_end_spoken_in_
         assert "was cancelled on request" in cancelled[1]["output"]
         assert list(dict.fromkeys(run.outputs_sent())) == [hotel, f"{hotel}_cancelled", cancel]
         (results,) = run.results_requests()
-        assert _named_ids(results.instructions) == [f"{hotel}_cancelled"]
+        assert named_ids(results.instructions) == [f"{hotel}_cancelled"]
         # the model had the record when it was asked to speak it
         assert f"{hotel}_cancelled" in {
             m.get("tool_call_id") for m in results.messages if m["role"] == "tool"
@@ -386,7 +261,7 @@ async def test_closing_while_a_result_reaches_the_model_loses_nothing_and_logs_n
     conversation: it closes at once, the history keeps the update and the cancellation
     of the call, and nothing is left running or logged as an error (cancelling that
     update inside the provider plugin used to leave a failed future asyncio logs)."""
-    async with realtime_agent(sockets) as run:
+    async with agent_on_local_server("realtime", sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")

@@ -11,38 +11,28 @@ own report of the drop was logged as an error.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from realtime_protocol import Item
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
-sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+from livekit.plugins.asynctools import NOT_HEARD_RECORD
+from livekit.plugins.asynctools.testing import eventually
 
-from agent import FlightAgent, build_session  # noqa: E402
-from openai_server import LocalOpenAIServer  # noqa: E402
-from realtime_protocol import Item  # noqa: E402
-from scenario import flight_scenario  # noqa: E402
-
-from livekit.plugins.asynctools import NOT_HEARD_RECORD  # noqa: E402
-from livekit.plugins.asynctools.testing import ConversationLog, eventually  # noqa: E402
-from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
-
-from ..test_faults import receipt_of, reply_statuses  # noqa: E402
-from ..travel import Gates  # noqa: E402
-from .example import (  # noqa: E402
+from ..test_faults import receipt_of, reply_statuses
+from .example import (
     BOOK_FLIGHT,
     BOOKED,
     EMAILED,
     FLIGHT_ACK,
     FOUND,
-    GatedBackend,
+    RealtimeRun,
+    agent_on_local_server,
     complete_lines,
+    named_ids,
 )
-from .test_realtime_example import RealtimeRun, _named_ids  # noqa: E402
 
 # the client reports the lost connection itself: its receive task raises (then it
 # reconnects), and an event it was sending at that moment fails; nothing else may be
@@ -60,48 +50,10 @@ async def realtime_agent(sockets: list[Any], *, connections: int = 2) -> AsyncIt
     """The example agent on the realtime model, against a fresh local server; audio is
     generated in real time, so a reply is still being generated while it plays. The
     client is to connect ``connections`` times."""
-    gates = Gates()
-    backend = GatedBackend(gates)
-    async with LocalOpenAIServer(flight_scenario(seconds_per_char=0.01)) as server:
-        server.realtime.pace = 1.0
-        session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
-        session.output.audio = RealTimeSpeaker()
-        log = ConversationLog(session)
-        errors: list[Any] = []
-        closed: list[Any] = []
-        session.on("error", errors.append)
-        session.on("close", closed.append)
-        await session.start(
-            FlightAgent(backend=backend, confirm_payment=False, booking_filler=False)
-        )
-        run = RealtimeRun(server, session, gates, backend, log, sockets)
-        try:
-            yield run
-            # nothing reached the user's conversation: every error the session saw was
-            # one it recovered from, and it was still open when the test closed it
-            assert [e for e in errors if not getattr(e.error, "recoverable", True)] == []
-            assert closed == []
-        finally:
-            await session.aclose()
-            await session.llm.aclose()  # the model's own HTTP session, outside a job
-    _assert_protocol_invariants(run, connections)
-
-
-def _assert_protocol_invariants(run: RealtimeRun, connections: int) -> None:
-    """Replies asked for only when the conversation was idle, nothing unanswered by the
-    scenario, and every connection (the first and the reconnection) local."""
-    busy = [
-        e.payload.get("event_id")
-        for e in run.realtime.events
-        if e.type == "response.create" and (e.response_active or e.user_speaking)
-    ]
-    assert busy == [], "replies asked for while a response was active or the user spoke"
-    assert [r.id for r in run.realtime.responses if r.rule is None] == []
-    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
-    host = run.server.base_url.split("/")[2]
-    assert [(c.path, c.model, c.host) for c in run.realtime.connections] == [
-        ("/v1/realtime", "gpt-realtime", host)
-    ] * connections
+    async with agent_on_local_server(
+        "realtime", sockets, seconds_per_char=0.01, pace=1.0, connections=connections
+    ) as run:
+        yield run
 
 
 async def _reconnected(run: RealtimeRun, since: int) -> None:
@@ -184,11 +136,7 @@ async def test_a_deferred_reply_cut_by_a_dropped_connection_is_spoken_in_full_af
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
         # a quarter of the progress is out: the reply is being generated
-        await eventually(
-            lambda: (
-                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
-            )
-        )
+        await run.progress_partly_said()
         since = len(run.realtime.events)
         assert run.realtime.response_active
         assert await run.realtime.drop_connections(code=code) == 1
@@ -222,8 +170,8 @@ async def test_a_deferred_reply_cut_by_a_dropped_connection_is_spoken_in_full_af
         ]
         first, again, result = run.results_requests()
         assert (first.status, first.reason) == ("failed", "connection_lost")
-        assert _named_ids(again.instructions) == [update]
-        assert _named_ids(result.instructions) == [finished]
+        assert named_ids(again.instructions) == [update]
+        assert named_ids(result.instructions) == [finished]
         # the model had each output when asked to speak it, on the new session
         for asked, output in ((again, update), (result, finished)):
             assert output in {m.get("tool_call_id") for m in asked.messages if m["role"] == "tool"}
@@ -273,7 +221,7 @@ async def test_a_connection_dropped_while_a_call_runs_loses_none_of_its_later_re
             ("scheduled", [finished]),
             ("heard", [finished]),
         ]
-        assert [_named_ids(r.instructions) for r in run.results_requests()] == [
+        assert [named_ids(r.instructions) for r in run.results_requests()] == [
             [update],
             [finished],
         ]
@@ -302,11 +250,7 @@ async def test_a_reply_cut_by_a_drop_is_recorded_as_not_heard_when_the_session_e
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
-        await eventually(
-            lambda: (
-                bool(results := run.results_requests()) and len(results[0].text) >= len(FOUND) // 4
-            )
-        )
+        await run.progress_partly_said()
         await run.realtime.drop_connections()
         flight = run.call_id("search_and_book_flight")
 
