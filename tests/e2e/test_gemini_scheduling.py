@@ -19,29 +19,41 @@ takes :data:`LATENCY` seconds before a turn's first audio, as the service does.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from gemini_server import GeminiLiveServer
+from openai_server import Answer, LocalOpenAIServer, Rule
+from scenario import flight_scenario
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flight_booking"
-sys.path[:0] = [str(EXAMPLE / "offline"), str(EXAMPLE)]
+from livekit.agents import Agent, AgentSession, function_tool
+from livekit.agents.types import NOT_GIVEN
+from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset, BackgroundResult
+from livekit.plugins.asynctools.testing import ConversationLog
+from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker
+
+from ..travel import Gates
+from .example import (
+    BOOK_FLIGHT,
+    FLIGHT_ACK,
+    FOUND,
+    HOTEL_ACK,
+    RESERVE_HOTEL,
+    complete_lines,
+    realtime_client_missing,
+)
 
 
 def _scheduling_unsupported() -> str | None:
     """Why this release's google plugin cannot run these tests, or None."""
-    if importlib.util.find_spec("livekit.plugins.google") is None:
-        return "livekit-plugins-google is not installed"
-    from livekit.plugins.google.realtime import RealtimeModel, realtime_api
+    if (missing := realtime_client_missing("gemini")) is not None:
+        return missing
+    from livekit.plugins.google.realtime import realtime_api
 
-    if "http_options" not in inspect.signature(RealtimeModel).parameters:
-        return "this livekit-plugins-google's RealtimeModel takes no http_options (base URL)"
     update = getattr(realtime_api.RealtimeSession, "update_options", None)
     if update is None or "tool_response_scheduling" not in inspect.signature(update).parameters:
         return "this livekit-plugins-google cannot change a session's response scheduling"
@@ -52,47 +64,33 @@ pytestmark = pytest.mark.skipif(
     (_missing := _scheduling_unsupported()) is not None, reason=_missing or ""
 )
 
-from gemini_server import GeminiLiveServer  # noqa: E402
-from openai_server import Answer, LocalOpenAIServer, Rule  # noqa: E402
-from scenario import flight_scenario  # noqa: E402
-
-from livekit.agents import Agent, AgentSession, function_tool  # noqa: E402
-from livekit.agents.types import NOT_GIVEN  # noqa: E402
-from livekit.plugins.asynctools import AsyncRunContext, AsyncToolset  # noqa: E402
-from livekit.plugins.asynctools.events import DeliveryMode  # noqa: E402
-from livekit.plugins.asynctools.testing import ConversationLog  # noqa: E402
-from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker  # noqa: E402
-
-from ..travel import Gates  # noqa: E402
-from .example import BOOK_FLIGHT, FLIGHT_ACK, FOUND, complete_lines  # noqa: E402
-
 LATENCY = 0.8
 """Seconds the local Gemini takes before a turn's first audio."""
 
 ASK_WEATHER = "What is the weather like in Tokyo in December?"
 WEATHER = "Tokyo in December is cool and dry, around ten degrees, with clear skies."
-RESERVE_HOTEL = "Please reserve a hotel in Tokyo."
-HOTEL_ACK = "Sure! Looking for hotels in Tokyo for 4 nights. I'll keep you posted."
 
 
 class Travel(AsyncToolset):
-    """The flight tool answers with ``flight_delivery`` once ``first`` opens, then says
-    ``FOUND`` (``now``) once ``found`` opens; the hotel tool answers ``idle`` once
-    ``hotel`` opens. Both then run until the session ends."""
+    """Once ``first`` opens, the flight tool answers ``now`` (a first update, or with
+    ``result_first`` its result), then says ``FOUND`` (``now``) once ``found`` opens; the
+    hotel tool answers ``idle`` once ``hotel`` opens. Both then run until the session ends."""
 
-    def __init__(self, gates: Gates, flight_delivery: DeliveryMode) -> None:
+    def __init__(self, gates: Gates, *, result_first: bool = False) -> None:
         super().__init__(id="travel")
         self.gates = gates
-        self.flight_delivery: DeliveryMode = flight_delivery
+        self.result_first = result_first
 
     @function_tool
     async def search_and_book_flight(
         self, ctx: AsyncRunContext, origin: str, destination: str, date: str
-    ) -> str:
+    ) -> Any:
         """Search flights and book the cheapest one."""
         await self.gates.wait("first")
         message = f"Searching flights from {origin} to {destination} on {date}."
-        await ctx.update(message, delivery=self.flight_delivery)
+        if self.result_first:
+            return BackgroundResult(message, delivery="now")
+        await ctx.update(message, delivery="now")
         await self.gates.wait("found")
         await ctx.update(FOUND, delivery="now")
         await self.gates.wait("never")
@@ -102,7 +100,7 @@ class Travel(AsyncToolset):
     async def reserve_hotel(self, ctx: AsyncRunContext, city: str, nights: int) -> str:
         """Reserve a hotel."""
         await self.gates.wait("hotel")
-        await ctx.update(f"Looking for hotels in {city} for {nights} nights.")
+        await ctx.update(f"Looking for a hotel in {city} for {nights} nights.")
         await self.gates.wait("never")
         return "Reserved."
 
@@ -166,7 +164,7 @@ async def gemini_run(
     sockets: list[Any],
     monkeypatch: pytest.MonkeyPatch,
     *,
-    flight_delivery: DeliveryMode = "now",
+    result_first: bool = False,
     non_blocking: bool = True,
     scheduling: Any = NOT_GIVEN,
 ) -> AsyncIterator[Run]:
@@ -204,8 +202,8 @@ async def gemini_run(
         session: AgentSession[Any] = AgentSession(llm=model)
         session.output.audio = RealTimeSpeaker()
         log = ConversationLog(session)
-        agent = Agent(instructions="You book travel.", tools=[Travel(gates, flight_delivery)])
-        await session.start(agent)
+        tools = [Travel(gates, result_first=result_first)]
+        await session.start(Agent(instructions="You book travel.", tools=tools))
         run = Run(server.gemini, model, gates, log)
         try:
             yield run
@@ -217,33 +215,33 @@ async def gemini_run(
         assert sockets and {address[0] for address in sockets} == {"127.0.0.1"}
 
 
-def _interrupt() -> Any:
-    from google.genai import types
-
-    return types.FunctionResponseScheduling.INTERRUPT
-
-
-async def test_a_now_first_update_interrupts_the_answer_gemini_is_preparing(
-    sockets: list[Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("result_first", "spoken"),
+    [(False, FLIGHT_ACK), (True, "Done.")],
+    ids=["first_update", "immediate_result"],
+)
+async def test_a_now_first_answer_interrupts_the_answer_gemini_is_preparing(
+    sockets: list[Any], monkeypatch: pytest.MonkeyPatch, result_first: bool, spoken: str
 ) -> None:
-    """Under NON_BLOCKING, a first update with ``delivery="now"`` reaches Gemini as the
+    """Under NON_BLOCKING, a first update with ``delivery="now"`` (or a result returned
+    before any update with ``BackgroundResult(..., delivery="now")``) reaches Gemini as the
     call's response with ``scheduling: INTERRUPT`` while the model prepares its answer to
-    the user's next question: Gemini drops that answer and speaks the update at once."""
-    async with gemini_run(sockets, monkeypatch) as run:
+    the user's next question: Gemini drops that answer and speaks the response at once."""
+    async with gemini_run(sockets, monkeypatch, result_first=result_first) as run:
         await run.live.user_says(BOOK_FLIGHT, duration=0.1)
         flight = await run.call_issued("search_and_book_flight")
         await run.user_asks_while_the_model_prepares(ASK_WEATHER, "first")
         response, generating = await run.response(flight)
-        await run.heard(FLIGHT_ACK)
+        await run.heard(spoken)
 
         assert response["scheduling"] == "INTERRUPT" and generating
         assert "Searching flights from Paris to Tokyo" in response["response"]["output"]
         assert run.turns()[:3] == [
             ("user", "completed"),  # the call
             ("user", "interrupted"),  # the weather, cut before a word of it was sent
-            ("tool_response", "completed"),  # the update, at once
+            ("tool_response", "completed"),  # the response, at once
         ]
-        assert complete_lines(run.log) == [FLIGHT_ACK]
+        assert complete_lines(run.log) == [spoken]
 
 
 async def test_after_the_interrupting_response_the_next_one_waits_for_the_idle_model(
