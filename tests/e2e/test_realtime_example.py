@@ -1,9 +1,12 @@
-"""The worked flight-booking example on the OpenAI realtime model, end to end.
+"""The worked flight-booking example on the OpenAI realtime protocol, end to end.
 
 The agent's realtime session is the real ``openai.realtime.RealtimeModel`` client, talking
 to the local server's realtime websocket (``examples/flight_booking/offline``); the user's
-turns are reported by the server's scripted turn detection, as OpenAI's would be. Each
-test checks what the user heard and what the model was sent, in order.
+turns are reported by the server's scripted turn detection, as OpenAI's would be. The
+conversations xAI's realtime model has too run on both: there the client is the real
+``xai.realtime.RealtimeModel`` (an OpenAI realtime client with xAI's changes), talking to
+the local xAI endpoint (``offline/xai_realtime.py``: the OpenAI-protocol server with xAI's
+differences). Each test checks what the user heard and what the model was sent, in order.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import time
 from typing import Any
 
+import pytest
 from demo import Transcript, run_realtime
 from openai_server import LocalOpenAIServer
 from scenario import flight_scenario
@@ -34,20 +38,30 @@ from .example import (
     HOTEL_ACK,
     RESERVE_HOTEL,
     TAKE_YOUR_TIME,
+    Model,
     agent_on_local_server,
     complete_lines,
     named_ids,
+    needs_realtime_client,
 )
 
+OPENAI_PROTOCOL = [
+    pytest.param("realtime", id="openai"),
+    pytest.param("xai", id="xai", marks=needs_realtime_client("xai")),
+]
+"""The realtime models on the OpenAI realtime protocol."""
 
+
+@pytest.mark.parametrize("model", OPENAI_PROTOCOL)
 async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken(
     sockets: list[Any],
+    model: Model,
 ) -> None:
     """The user hears the acknowledgement, the progress, then the result (and the email it
     leads to); the model receives the call's outputs as ``<call_id>``, ``_update_1``, the
     silent ``_update_2`` and ``_finished``, each results reply naming the ones it is about
     (never the silent one)."""
-    async with agent_on_local_server("realtime", sockets) as run:
+    async with agent_on_local_server(model, sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -71,20 +85,27 @@ async def test_a_booking_is_acknowledged_then_its_progress_and_result_are_spoken
             [f"{flight}_update_1"],
             [f"{flight}_finished"],
         ]
-        # progress is only told; a result may be acted on (here: the email)
-        assert results[0].tool_choice == "none"
-        assert results[1].tool_choice != "none"
+        if model == "xai":
+            # xAI takes no per-response tool_choice: the plugin sends none, even for progress
+            assert [r.tool_choice for r in results] == [None, None]
+        else:
+            # progress is only told; a result may be acted on (here: the email)
+            assert results[0].tool_choice == "none"
+            assert results[1].tool_choice != "none"
         assert results[1].tool_calls == [(email, "send_confirmation_email")]
         assert run.backend.emails == ["FL-129894"]
 
 
-async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(sockets: list[Any]) -> None:
+@pytest.mark.parametrize("model", OPENAI_PROTOCOL)
+async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(
+    sockets: list[Any], model: Model
+) -> None:
     """The user starts speaking while the progress is being said: that reply is cut off
     (cancelled by the server's turn detection, truncated where playback stopped), the
     user's words are answered, then the same progress is asked for and said in full."""
     # audio is generated in real time, as fast as it plays: the reply is still being
     # generated when the user starts speaking
-    async with agent_on_local_server("realtime", sockets, seconds_per_char=0.01, pace=1.0) as run:
+    async with agent_on_local_server(model, sockets, seconds_per_char=0.01, pace=1.0) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         run.gates.open("found")
@@ -125,13 +146,15 @@ async def test_a_deferred_reply_the_user_talks_over_is_spoken_again(sockets: lis
         ]
 
 
+@pytest.mark.parametrize("model", OPENAI_PROTOCOL)
 async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply(
     sockets: list[Any],
+    model: Model,
 ) -> None:
     """A flight and a hotel run at once; the flight's progress and the hotel's result
     arrive while the user is speaking: after the user's turn is answered, one reply
     covers both, and the model had both outputs before it was asked."""
-    async with agent_on_local_server("realtime", sockets) as run:
+    async with agent_on_local_server(model, sockets) as run:
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         await run.user_says(RESERVE_HOTEL)
@@ -162,8 +185,10 @@ async def test_results_of_two_tasks_that_arrive_together_are_spoken_in_one_reply
         )
 
 
+@pytest.mark.parametrize("model", OPENAI_PROTOCOL)
 async def test_a_cancelled_task_is_recorded_for_the_model_and_its_end_spoken_in_full(
     sockets: list[Any],
+    model: Model,
 ) -> None:
     """The user cancels the hotel: the model calls ``cancel_task`` with the hotel's call id
     and the hotel search is recorded as ``<call_id>_cancelled``, in the model's
@@ -172,7 +197,7 @@ async def test_a_cancelled_task_is_recorded_for_the_model_and_its_end_spoken_in_
     started at once and cut off by that answer)."""
     # audio is generated in real time, so a reply started too early is still being
     # generated when the answer to cancel_task is asked for, as it would be with OpenAI
-    async with agent_on_local_server("realtime", sockets, seconds_per_char=0.01, pace=1.0) as run:
+    async with agent_on_local_server(model, sockets, seconds_per_char=0.01, pace=1.0) as run:
         await run.user_says(RESERVE_HOTEL)
         await run.heard(HOTEL_ACK)
         await run.user_says(CANCEL_HOTEL)
