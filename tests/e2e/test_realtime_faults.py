@@ -56,10 +56,17 @@ async def realtime_agent(sockets: list[Any], *, connections: int = 2) -> AsyncIt
         yield run
 
 
-async def _reconnected(run: RealtimeRun, since: int) -> None:
-    """Wait until the client has connected again, given the new session its conversation
+async def _drop_and_reconnect(run: RealtimeRun, code: int | None) -> int:
+    """Drop the client's connection (as ``drop_connections`` does with ``code``), then
+    wait until the client has connected again, given the new session its conversation
     back, and seen the new session confirm it (the client's copy of the conversation
-    holds as many messages as the new session)."""
+    holds as many messages as the new session).
+
+    Returns:
+        The index in ``run.realtime.events`` of the first event after the drop.
+    """
+    since = len(run.realtime.events)
+    assert await run.realtime.drop_connections(code=code) == 1
     await eventually(lambda: len(run.realtime.connections) == 2)
     await eventually(lambda: any(e.type == "session.update" for e in run.realtime.events[since:]))
     rt_session = run.session.current_agent.realtime_llm_session
@@ -72,6 +79,7 @@ async def _reconnected(run: RealtimeRun, since: int) -> None:
     await eventually(
         lambda: messages(rt_session.chat_ctx.items) >= messages(run.realtime.conversation) > 1
     )
+    return since
 
 
 def _calls_in_order(conversation: list[Item]) -> list[tuple[str, str]]:
@@ -137,10 +145,8 @@ async def test_a_deferred_reply_cut_by_a_dropped_connection_is_spoken_in_full_af
         run.gates.open("found")
         # a quarter of the progress is out: the reply is being generated
         await run.progress_partly_said()
-        since = len(run.realtime.events)
         assert run.realtime.response_active
-        assert await run.realtime.drop_connections(code=code) == 1
-        await _reconnected(run, since)
+        await _drop_and_reconnect(run, code)
         await run.heard(FOUND)
         run.gates.open("booked")
         await run.heard(EMAILED)
@@ -197,9 +203,7 @@ async def test_a_connection_dropped_while_a_call_runs_loses_none_of_its_later_re
         await run.user_says(BOOK_FLIGHT)
         await run.heard(FLIGHT_ACK)
         await eventually(lambda: not run.realtime.response_active)
-        since = len(run.realtime.events)
-        assert await run.realtime.drop_connections(code=code) == 1
-        await _reconnected(run, since)
+        since = await _drop_and_reconnect(run, code)
         run.gates.open("found")
         await run.heard(FOUND)
         run.gates.open("booked")
