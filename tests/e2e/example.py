@@ -5,7 +5,7 @@ One harness for every realtime model the example runs on: OpenAI's (``realtime``
 agent's session is the real provider plugin's client, talking to the local server on
 127.0.0.1; the user's turns are reported by the server's scripted turn detection.
 :func:`agent_on_local_server` starts it all, and once the conversation is over checks
-what must hold in every conversation on that model's protocol.
+what must hold in every conversation on that model's protocol (:mod:`.protocol_checks`).
 
 Example::
 
@@ -41,6 +41,7 @@ from livekit.plugins.asynctools.testing import ConversationLog, eventually
 from livekit.plugins.asynctools.testing.audio import RealTimeSpeaker
 
 from ..travel import Gates
+from .protocol_checks import assert_protocol_held
 
 Model = Literal["realtime", "xai", "gemini"]
 """A realtime model the example runs on, as ``build_session``'s ``mode`` names it."""
@@ -307,7 +308,7 @@ async def agent_on_local_server(
             finally:
                 await session.aclose()
                 await session.llm.aclose()  # the model's own HTTP session, outside a job
-    _assert_protocol_held(run, connections)
+    assert_protocol_held(run, connections)
 
 
 def _session(
@@ -331,64 +332,3 @@ def _session(
             tool_behavior=tool_behavior,
         )
     )
-
-
-def _assert_protocol_held(run: AgentRun, connections: int) -> None:
-    """What must hold in every conversation: every socket stayed on 127.0.0.1, the client
-    connected ``connections`` times where it should, and the model's protocol checks."""
-    assert run.sockets and {address[0] for address in run.sockets} == {"127.0.0.1"}
-    if isinstance(run, GeminiRun):
-        _assert_gemini_protocol_held(run, connections)
-        return
-    assert isinstance(run, RealtimeRun)
-    _assert_realtime_protocol_held(run, connections)
-    if run.model == "xai":
-        _assert_xai_differences_held(run)
-
-
-def _assert_realtime_protocol_held(run: RealtimeRun, connections: int) -> None:
-    """Replies asked for only when the conversation was idle, nothing the model had
-    deleted but what is added again, every response matched by the scenario."""
-    busy = [
-        (e.payload.get("event_id"), e.response_active, e.user_speaking)
-        for e in run.realtime.events
-        if e.type == "response.create" and (e.response_active or e.user_speaking)
-    ]
-    assert busy == [], "replies asked for while a response was active or the user spoke"
-    # core answers a tool call by updating the conversation from a copy of it, which can
-    # predate outputs the plugin just added (every time on 1.5.17): such an update deletes
-    # them, and the plugin adds them again before asking about them. Nothing else is deleted.
-    created = [e["item"].get("id") for e in run.realtime.received("conversation.item.create")]
-    for deleted in run.realtime.received("conversation.item.delete"):
-        assert created.count(deleted["item_id"]) == 2, "deleted and not added again"
-    assert [r.id for r in run.realtime.responses if r.rule is None] == []
-    host = run.server.base_url.split("/")[2]
-    # OpenAI's client asks for its default model; xAI's, for the one it was made with
-    model = "gpt-realtime" if run.model == "realtime" else run.session.llm.model
-    assert [(c.path, c.model, c.host) for c in run.realtime.connections] == [
-        ("/v1/realtime", model, host)
-    ] * connections
-
-
-def _assert_xai_differences_held(run: RealtimeRun) -> None:
-    """No request but the realtime websocket; voice and turn detection where xAI reads
-    them (top level), or, from clients that nest them as OpenAI does, left unread: xAI's
-    defaults (Ara, server VAD) apply."""
-    assert run.server.requests == []
-    first = run.realtime.received("session.update")[0]["session"]
-    nested = ["audio.output.voice", "audio.input.turn_detection"]
-    realtime: Any = run.realtime
-    assert realtime.ignored == ([] if "voice" in first else nested)
-    assert realtime.voice == "Ara"
-
-
-def _assert_gemini_protocol_held(run: GeminiRun, connections: int) -> None:
-    """Every model turn matched the scenario, and the client set up once on each
-    connection, on the v1beta API."""
-    assert [t.trigger for t in run.live.turns if t.status == "failed"] == []
-    host = run.server.gemini_base_url.split("/")[2]
-    model = "models/gemini-2.5-flash-native-audio-preview-12-2025"
-    assert [(c.version, c.model, c.host) for c in run.live.connections] == [
-        ("v1", model, host)
-    ] * connections
-    assert len(run.live.received("setup")) == connections
