@@ -59,6 +59,8 @@ class _FakeVADStream(vad.VADStream):
             pass
 
     def send(self, kind: vad.VADEventType, *, speaking: bool, silence: float = 0.0) -> None:
+        if self._event_ch.closed:  # its activity ended (a handoff): it hears nothing more
+            return
         self._event_ch.send_nowait(
             vad.VADEvent(
                 type=kind,
@@ -129,6 +131,8 @@ class _FakeSTTStream(stt.SpeechStream):
                 self.send_final("")
 
     def send_final(self, text: str) -> None:
+        if self._event_ch.closed:  # its activity ended (a handoff): it hears nothing more
+            return
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -406,16 +410,18 @@ class VoiceSession:
         self.speaker = speaker
 
 
-@asynccontextmanager
-async def voice_session(
+async def start_voice_session(
     agent: Agent,
     *,
     llm: llm.LLM[Any],
     seconds_per_char: float = 0.01,
     endpointing_delay: float = 0.1,
     **session_options: Any,
-) -> AsyncIterator[VoiceSession]:
-    """Start an ``AgentSession`` with simulated speech in and out, close it afterwards.
+) -> VoiceSession:
+    """Start an ``AgentSession`` with simulated speech in and out; the caller closes it.
+
+    :func:`voice_session` is the same as a context manager; this form suits a test that
+    drives the session step by step (a hypothesis state machine, for example).
 
     Args:
         agent: The agent to run.
@@ -423,6 +429,15 @@ async def voice_session(
         seconds_per_char: How long the agent takes to say one character.
         endpointing_delay: Silence after which the user's turn ends.
         **session_options: Passed to ``AgentSession``.
+
+    Example::
+
+        v = await start_voice_session(agent, llm=ScriptedLLM(responder=respond))
+        try:
+            await v.user.say("book a flight")
+            await v.log.wait_for(lambda log: "Booked." in log.heard)
+        finally:
+            await v.session.aclose()
     """
     fake_vad, fake_stt, fake_tts = FakeVAD(), FakeSTT(), FakeTTS(seconds_per_char=seconds_per_char)
     turn_handling: Any = {
@@ -444,13 +459,41 @@ async def voice_session(
     log = ConversationLog(session)
     await session.start(agent)
     user = SimulatedUser(vad=fake_vad, stt=fake_stt)
+    return VoiceSession(session=session, log=log, user=user, tts=fake_tts, speaker=speaker)
+
+
+@asynccontextmanager
+async def voice_session(
+    agent: Agent,
+    *,
+    llm: llm.LLM[Any],
+    seconds_per_char: float = 0.01,
+    endpointing_delay: float = 0.1,
+    **session_options: Any,
+) -> AsyncIterator[VoiceSession]:
+    """Start an ``AgentSession`` with simulated speech in and out, close it afterwards.
+
+    Args:
+        agent: The agent to run.
+        llm: The model, typically a :class:`ScriptedLLM`.
+        seconds_per_char: How long the agent takes to say one character.
+        endpointing_delay: Silence after which the user's turn ends.
+        **session_options: Passed to ``AgentSession``.
+
+    Example::
+
+        async with voice_session(agent, llm=ScriptedLLM(responder=respond)) as v:
+            await v.user.say("book a flight")
+            await v.log.wait_for(lambda log: "Booked." in log.heard)
+    """
+    v = await start_voice_session(
+        agent,
+        llm=llm,
+        seconds_per_char=seconds_per_char,
+        endpointing_delay=endpointing_delay,
+        **session_options,
+    )
     try:
-        yield VoiceSession(
-            session=session,
-            log=log,
-            user=user,
-            tts=fake_tts,
-            speaker=speaker,
-        )
+        yield v
     finally:
-        await session.aclose()
+        await v.session.aclose()
