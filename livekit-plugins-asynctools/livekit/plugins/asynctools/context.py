@@ -72,6 +72,10 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
 
     def __init__(self, *, run_ctx: _compat.RunContext[Userdata_T], call: BackgroundCall) -> None:
         super().__init__(**_compat.derive_run_context(type(self), run_ctx))
+        # core's RunContext (1.6+) keeps two lists for its own update() and with_filler(),
+        # which this class replaces: a running call holds one shared empty tuple instead
+        # (112 bytes less a call on CPython 3.11); unused attributes on releases before
+        self._updates = self._filler_schedulers = ()  # type: ignore[assignment]
         self._call = call
 
     async def update(

@@ -54,7 +54,7 @@ class CallOutputs:
     _ctx: AsyncRunContext[Any]
     _cancel_reason: str | None
     _held: list[_Outcome] | None
-    _done_callbacks: tuple[Callable[[BackgroundCall], None], ...] | None
+    _done_callbacks: DoneCallbacks
 
     if TYPE_CHECKING:
 
@@ -84,8 +84,8 @@ class CallOutputs:
         finally:
             if self._held is None:
                 self._scope.delivery.floor.done_with()
-            callbacks, self._done_callbacks = self._done_callbacks or (), None
-            for callback in callbacks:
+            callbacks, self._done_callbacks = self._done_callbacks, None
+            for callback in done_callbacks(callbacks):
                 callback(self._call)
 
     def _record_end(self, output: Any) -> None:
@@ -219,6 +219,19 @@ class CallOutputs:
                     "lk.pii.traceback": "".join(traceback.format_exception(e)),
                 },
             )
+
+
+DoneCallback = Callable[["BackgroundCall"], None]
+DoneCallbacks = DoneCallback | tuple[DoneCallback, ...] | None
+"""A call's done callbacks: one on its own (most calls have one), several in a tuple, or
+None once the call has ended."""
+
+
+def done_callbacks(callbacks: DoneCallbacks) -> tuple[DoneCallback, ...]:
+    """The callbacks as a tuple."""
+    if callbacks is None:
+        return ()
+    return callbacks if isinstance(callbacks, tuple) else (callbacks,)
 
 
 class _Outcome(NamedTuple):
