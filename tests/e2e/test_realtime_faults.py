@@ -94,11 +94,9 @@ def _calls_in_order(conversation: list[Item]) -> list[tuple[str, str]]:
 def _assert_new_session_holds(run: RealtimeRun, call_ids: list[str]) -> None:
     """The new session's conversation holds, after the user's request and in order, the
     function call and the output of each of ``call_ids`` (the call, then its updates and
-    result), each once: after the reconnection the model still knows the whole call.
-
-    Releases up to 1.7 reconnect without the conversation's function calls (core replays
-    its messages only): when that is measured and the conversation falls short, the test
-    is an expected failure that names what was missing or misplaced.
+    result), each once: after the reconnection the model still knows the whole call (up
+    to 1.7 the client gives the new session only the messages of its conversation; the
+    plugin adds the call's records back).
     """
     conversation = run.realtime.conversation
     request = next(
@@ -108,23 +106,6 @@ def _assert_new_session_holds(run: RealtimeRun, call_ids: list[str]) -> None:
     )
     wanted = [(kind, cid) for cid in call_ids for kind in ("function_call", "function_call_output")]
     held = [pair for pair in _calls_in_order(conversation[request:]) if pair in wanted]
-    replayed_calls = any(
-        e.type == "conversation.item.create"
-        and e.payload["item"]["type"] == "function_call"
-        and e.payload["item"]["call_id"] == call_ids[0]
-        for e in run.realtime.events
-    )
-    if held != wanted and not replayed_calls:
-        everywhere = _calls_in_order(conversation)
-        missing = sorted({cid for pair in wanted if pair not in everywhere for cid in pair[1:]})
-        misplaced = sorted(
-            {cid for pair in wanted if pair in everywhere and pair not in held for cid in pair[1:]}
-        )
-        pytest.xfail(
-            "the reconnection replayed no function calls, and the plugin did not add the "
-            f"call's records back: missing {missing}, placed before the user's request "
-            f"{misplaced}"
-        )
     assert held == wanted
     assert all(_calls_in_order(conversation).count(pair) == 1 for pair in wanted)
 
@@ -272,13 +253,6 @@ async def test_a_reply_cut_by_a_drop_is_recorded_as_not_heard_when_the_session_e
 
 
 @pytest.mark.expected_log_errors(*DROP_REPORTED)
-@pytest.mark.xfail(
-    reason="open plugin bug: the outputs sent into the dropped connection are added again "
-    "once it is back (no longer taken for a refusal), and heard, but the new session's "
-    "conversation lacks some of them: right after a reconnect the client's copy of the "
-    "conversation, which the plugin diffs against, is not yet the server's",
-    strict=True,
-)
 async def test_a_result_that_lands_while_the_connection_is_down_reaches_the_new_session(
     sockets: list[Any],
 ) -> None:

@@ -21,8 +21,9 @@ Differences handled here:
 And the private corners of core and of the realtime provider plugins the plugin relies
 on, in one place: the agent's chat context and the provider session of the current
 activity (:func:`add_to_local_chat`, :func:`provider_session`), its speech queue
-(:func:`speeches_under_way`), the handoff task (:func:`wait_for_handoff`), and the
+(:func:`speeches_under_way`), the handoff task (:func:`wait_for_handoff`), the
 acknowledgements an OpenAI realtime update waits for (:func:`release_provider_update`),
+the events the OpenAI plugin reports as it sends them (:class:`ReconnectWatch`),
 and the tool options of livekit-plugins-google's Gemini Live session
 (:func:`interrupt_with_response`).
 """
@@ -106,6 +107,8 @@ __all__ = [
     "add_to_provider",
     "takes_injected_function_calls",
     "missing_from_provider",
+    "ReconnectWatch",
+    "wait_until_provider_holds",
     "release_provider_update",
     "interrupt_with_response",
     "ToolLifecycle",
@@ -434,6 +437,74 @@ def missing_from_provider(
     return [item for item in items if item.id not in remote]
 
 
+class ReconnectWatch:
+    """Reports each time a realtime session has reconnected (core's ``session_reconnected``
+    event, emitted by the OpenAI-protocol clients: openai, azure, xai).
+
+    Such a client gives the new connection its conversation again, then reports the
+    reconnection before the new connection confirmed any of it: its copy of the
+    conversation (``RealtimeSession.chat_ctx``) starts empty. ``on_reconnected`` gets the
+    ids of the items sent again, which the OpenAI plugin reports as it sends them
+    (``openai_client_event_queued``, after the ``session.update`` that opens a
+    reconnection); a provider that does not report them gives none.
+
+    Args:
+        rt_session: The session to watch.
+        on_reconnected: Called with the ids of the items the reconnection sent again.
+    """
+
+    def __init__(
+        self, rt_session: llm.RealtimeSession[Any], on_reconnected: Callable[[list[str]], None]
+    ) -> None:
+        self.rt_session = rt_session
+        self._on_reconnected = on_reconnected
+        self._sent_again: list[str] = []
+        rt_session.on("session_reconnected", self._reconnected)
+        rt_session.on("openai_client_event_queued", self._queued)
+
+    def close(self) -> None:
+        """Stop watching."""
+        self.rt_session.off("session_reconnected", self._reconnected)
+        self.rt_session.off("openai_client_event_queued", self._queued)
+
+    def _queued(self, event: Any) -> None:
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "session.update":
+            self._sent_again = []
+        elif kind == "conversation.item.create" and (item_id := event["item"].get("id")):
+            self._sent_again.append(item_id)
+
+    def _reconnected(self, _: Any) -> None:
+        sent_again, self._sent_again = self._sent_again, []
+        self._on_reconnected(sent_again)
+
+
+async def wait_until_provider_holds(
+    rt_session: llm.RealtimeSession[Any], item_ids: Sequence[str], *, timeout: float
+) -> bool:
+    """Wait until the client's copy of the realtime model's conversation holds ``item_ids``
+    (the provider confirmed them: core's ``remote_item_added``), at most ``timeout``
+    seconds. Returns whether it does."""
+    remaining = set(item_ids) - {item.id for item in rt_session.chat_ctx.items}
+    if not remaining:
+        return True
+    all_held = asyncio.Event()
+
+    def added(event: llm.RemoteItemAddedEvent) -> None:
+        remaining.discard(event.item.id)
+        if not remaining:
+            all_held.set()
+
+    rt_session.on("remote_item_added", added)
+    try:
+        await asyncio.wait_for(all_held.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        rt_session.off("remote_item_added", added)
+    return True
+
+
 class _RemoteConversationPlus(llm.ChatContext):
     """The provider's conversation plus ``items``: as given, and again when copied.
 
@@ -455,7 +526,10 @@ class _RemoteConversationPlus(llm.ChatContext):
     def _wanted(self) -> llm.ChatContext:
         current = self._rt_session.chat_ctx.copy()
         present = {item.id for item in current.items}
-        current.insert([item for item in self._new_items if item.id not in present])
+        # appended, as core adds its own tool outputs: not placed by creation time, which in
+        # the client's copy is when the client learnt of an item (a reconnection gives the
+        # whole conversation a new one, later than outputs made while it was down)
+        current.items.extend(item for item in self._new_items if item.id not in present)
         return current
 
     def copy(self, **kwargs: Any) -> llm.ChatContext:

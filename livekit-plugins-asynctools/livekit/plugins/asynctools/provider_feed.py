@@ -7,6 +7,13 @@ session does that: outputs submitted in the same burst go in one update, in orde
 provider that takes no function calls it did not issue (core's ``manual_function_calls``)
 gets them as messages from the start, and one that refuses them anyway gets them as
 messages from then on, with one warning.
+
+When the provider's connection drops and comes back, the client gives the new connection
+its conversation again (up to livekit-agents 1.7 without its function calls), and what
+was sent into the dropped connection is lost: once the new connection has confirmed what
+it was given, every record of the session's background calls it lacks (the model's
+original call and its first output included) is added again, in the order of the agent's
+chat.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ UNANSWERED_RETRIES = 3
 be coming back), before they are taken as refused."""
 UNANSWERED_PAUSE = 0.5
 """Seconds between those attempts."""
+RECONNECT_WAIT = 5.0
+"""Seconds to wait, after a reconnection, for the new connection to confirm the
+conversation it was given (the OpenAI client waits as long for its own updates)."""
 
 
 class ProviderFeed:
@@ -54,6 +64,14 @@ class ProviderFeed:
         self._warned: set[str] = set()
         self._closed = False
         self._pausing = False  # between two attempts at outputs the model did not acknowledge
+        # ids of every item sent, to add again what a reconnection loses
+        self._records: set[str] = set()
+        self._watch: _compat.ReconnectWatch | None = None
+        self._restore = False  # a reconnection happened: add back what the model lacks
+        self._reconnects = 0
+        self._restore_task: asyncio.Task[None] | None = None
+        if (rt_session := _compat.provider_session(session)) is not None:
+            self._watch_reconnects(rt_session)
 
     @property
     def sending(self) -> bool:
@@ -75,7 +93,12 @@ class ProviderFeed:
 
     def send(self, rt_session: llm.RealtimeSession[Any], items: Sequence[llm.ChatItem]) -> None:
         """Add ``items`` to the model's conversation, with whatever else this burst sends."""
+        self._watch_reconnects(rt_session)
+        self._records.update(item.id for item in items)
         self._to_send.extend(items)
+        self._start_sending(rt_session)
+
+    def _start_sending(self, rt_session: llm.RealtimeSession[Any]) -> None:
         if not self.sending:
             self._sending_to = rt_session
             self._task = asyncio.create_task(self._send_all(), name="asynctools_send")
@@ -91,34 +114,105 @@ class ProviderFeed:
         """Stop at once (the session is closing); an update on its way is let go."""
         self._closed = True
         self._to_send.clear()
+        self._restore = False
+        if self._watch is not None:
+            self._watch.close()
+        if self._restore_task is not None:
+            self._restore_task.cancel()
         if self._pausing or (
             self.sending and not _compat.release_provider_update(self._sending_to)
         ):
             assert self._task is not None
             self._task.cancel()
 
+    def _watch_reconnects(self, rt_session: llm.RealtimeSession[Any]) -> None:
+        if self._watch is not None and self._watch.rt_session is rt_session:
+            return
+        if self._watch is not None:  # another agent's model: its reconnections are not ours
+            self._watch.close()
+        self._watch = _compat.ReconnectWatch(rt_session, self._on_reconnected)
+
+    def _on_reconnected(self, sent_again: list[str]) -> None:
+        self._reconnects += 1
+        if self._closed or self._watch is None:
+            return
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+        self._restore_task = asyncio.create_task(
+            self._restore_after(self._watch.rt_session, sent_again), name="asynctools_restore"
+        )
+
+    @utils.log_exceptions(logger=logger)
+    async def _restore_after(
+        self, rt_session: llm.RealtimeSession[Any], sent_again: list[str]
+    ) -> None:
+        # the conversation the plugin adds to is the client's copy: it must hold again what
+        # the new connection was given, or the records would be placed before all of it
+        if not await _compat.wait_until_provider_holds(
+            rt_session, sent_again, timeout=RECONNECT_WAIT
+        ):
+            logger.debug("the realtime model did not confirm its conversation after reconnecting")
+        if self._closed:
+            return
+        # with nothing sent yet, the next batch adds back the original calls it follows up
+        self._restore = True
+        if self._records:
+            self._start_sending(rt_session)
+
+    def _lacking(self, batch: list[llm.ChatItem], *, everything: bool) -> list[llm.ChatItem]:
+        """What of ``batch`` the model's conversation lacks, after the original calls (and
+        their first outputs) that ``batch`` follows up and the model lacks (a reconnection
+        may have lost them); with ``everything``, after every record of the session's
+        background calls and their original calls that it lacks. In the order of the
+        agent's chat."""
+        chat = self._session.current_agent.chat_ctx.items
+        records = self._records if everything else {item.id for item in batch}
+        ours = [item for item in chat if item.id in records]
+        suffixed = {item.call_id for item in ours if isinstance(item, _CALL_ITEMS)}
+        # a later output's call id is the original's with a suffix (`<id>_update_1`)
+        originals = {
+            item.call_id
+            for item in chat
+            if isinstance(item, llm.FunctionCall)
+            and item.id not in self._records
+            and any(call_id.startswith(f"{item.call_id}_") for call_id in suffixed)
+        }
+        wanted = [
+            item
+            for item in chat
+            if item.id in records or (isinstance(item, _CALL_ITEMS) and item.call_id in originals)
+        ]
+        held = {item.id for item in wanted}
+        wanted.extend(item for item in batch if item.id not in held)
+        return self.missing(self._sending_to, wanted)
+
     @utils.log_exceptions(logger=logger)
     async def _send_all(self) -> None:
-        while self._to_send:
+        while self._to_send or self._restore:
             batch, self._to_send = self._to_send, []
+            everything, self._restore = self._restore, False
+            batch = self._lacking(batch, everything=everything)
             for attempt in range(UNANSWERED_RETRIES + 1):
+                if not batch:
+                    break
+                reconnects = self._reconnects
                 try:
                     await _compat.add_to_provider(self._sending_to, batch)
                 except Exception as e:
+                    lost = _compat.unanswered(e) or self._reconnects != reconnects
                     if self._closed:  # the session closed meanwhile: nobody is left to tell
                         logger.debug("realtime model closed before it had the tool outputs")
-                    elif _compat.unanswered(e) and attempt < UNANSWERED_RETRIES:
+                    elif lost and attempt < UNANSWERED_RETRIES:
                         # no answer is no refusal: the connection is likely down and being
-                        # re-established; the same items, under their call ids, again
+                        # re-established; what the model lacks, under the call ids, again
                         logger.info("the realtime model did not acknowledge the tool outputs")
                         self._pausing = True
                         try:
                             await asyncio.sleep(UNANSWERED_PAUSE)
                         finally:
                             self._pausing = False
-                        batch = _compat.missing_from_provider(self._sending_to, batch) or []
-                        if batch:
-                            continue
+                        batch = self._lacking(batch, everything=True)
+                        continue
                     else:
                         await self._send_as_messages(batch)
                 break
@@ -131,6 +225,7 @@ class ProviderFeed:
         self._messages_only = True
         self._as_messages.update(item.id for item in batch)
         messages = outputs_as_messages(batch)
+        self._records.update(item.id for item in messages)
         _compat.replace_in_local_chat(self._session, batch, messages)
         try:
             await _compat.add_to_provider(self._sending_to, messages)
@@ -149,6 +244,9 @@ class ProviderFeed:
         if message not in self._warned:
             self._warned.add(message)
             logger.warning(message)
+
+
+_CALL_ITEMS = (llm.FunctionCall, llm.FunctionCallOutput)
 
 
 def outputs_as_messages(items: Sequence[llm.ChatItem]) -> list[llm.ChatItem]:
