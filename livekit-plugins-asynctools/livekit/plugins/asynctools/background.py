@@ -18,8 +18,9 @@ The life of a call, top to bottom:
 5. The tool's last step ends with exactly one record of how the call ended (``_end``
    in :mod:`~livekit.plugins.asynctools.outputs`): its result, ``None`` included, its
    error, its cancellation, or its timeout. It is recorded in the tool's own task step
-   (the task runs the tool's coroutine through :class:`_ToolSteps`), so a last update
-   and the result the tool returns right after it reach the same reply.
+   (the task runs the tool's coroutine through
+   :class:`~livekit.plugins.asynctools.tool_steps.ToolSteps`), so a last update and the
+   result the tool returns right after it reach the same reply.
 
 Each output carries its delivery mode (``idle``, ``silent``, ``now``) to the session's
 :class:`~livekit.plugins.asynctools.delivery.DeliveryCoordinator`; every text the model
@@ -38,8 +39,8 @@ import asyncio
 import inspect
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from types import CoroutineType, TracebackType
+from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import llm
@@ -50,6 +51,7 @@ from .events import NO_PROGRESS, DeliveryMode, Progress, TaskStarted, TaskUpdate
 from .log import logger
 from .outputs import CallOutputs, DoneCallbacks, _Outcome, done_callbacks
 from .templates import text_for
+from .tool_steps import ToolSteps
 
 if TYPE_CHECKING:
     from .events import TaskEvents
@@ -193,7 +195,7 @@ class BackgroundCall(CallOutputs):
     def start(self) -> None:
         """Run the tool in the background and register the call with its session."""
         assert self._task is None, "a call is started once"
-        self._task = asyncio.create_task(_ToolSteps(self), name=_task_name(self.function_call.name))
+        self._task = asyncio.create_task(ToolSteps(self), name=_task_name(self.function_call.name))
         # the tool's task acts as the tool call: ctx.speech_handle waits work inside it
         _compat.pass_through_task_info(self._task)
         self._scope.register(self)
@@ -402,88 +404,6 @@ class BackgroundCall(CallOutputs):
         if mode == "now":
             _compat.interrupt_with_response(self._ctx.session, self._ctx.speech_handle)
         return True
-
-
-class _ToolSteps(Coroutine[Any, Any, None]):
-    """The tool's coroutine as the call's task runs it: each step goes to the tool, and
-    the step in which the tool stops records how the call ended.
-
-    What an ``async def`` around ``await tool_call`` would do, without a coroutine frame
-    of its own for as long as the tool runs (232 bytes a running call on CPython 3.11);
-    its task shows the tool's own frames (``cr_frame``, ``cr_await``).
-    """
-
-    __slots__ = ("_call",)
-
-    def __init__(self, call: BackgroundCall) -> None:
-        self._call = call
-
-    def send(self, value: Any) -> Any:
-        return self._step(value, None)
-
-    def throw(
-        self,
-        typ: type[BaseException] | BaseException,
-        val: BaseException | object = None,
-        tb: TracebackType | None = None,
-    ) -> Any:
-        return self._step(None, (typ,) if val is None and tb is None else (typ, val, tb))
-
-    def close(self) -> None:
-        if self._call._done_callbacks is None:
-            return  # the tool is over (or was closed before its first step)
-        try:
-            self.throw(GeneratorExit)
-        except (GeneratorExit, StopIteration):
-            return
-        raise RuntimeError("the tool ignored GeneratorExit")
-
-    def __await__(self) -> Generator[Any, None, None]:
-        raise TypeError("a call's steps are run by its task, not awaited")
-
-    @property
-    def cr_frame(self) -> Any:
-        return self._call._tool_call.cr_frame
-
-    @property
-    def cr_await(self) -> Any:
-        return self._call._tool_call.cr_await
-
-    @property
-    def cr_code(self) -> Any:
-        return self._call._tool_call.cr_code
-
-    @property
-    def cr_running(self) -> bool:
-        return bool(self._call._tool_call.cr_running)
-
-    def _step(self, value: Any, error: tuple[Any, ...] | None) -> Any:
-        call = self._call
-        if call._done_callbacks is None:
-            # cancelled before its first step: cancel_now closed the tool and recorded the end
-            raise asyncio.CancelledError
-        try:
-            if error is None:
-                return call._tool_call.send(value)
-            return call._tool_call.throw(*error)
-        except StopIteration as e:
-            output = e.value
-        except asyncio.CancelledError:
-            try:
-                call._end(cancelled=True)
-            finally:
-                call._scope.unregister(call)
-            raise
-        except Exception as e:
-            if call._answered():  # before that, core reports it like any tool error
-                call._log_failure(e)
-            output = e
-        except BaseException:
-            call._scope.unregister(call)
-            raise
-        call._scope.unregister(call)
-        call._end(output)
-        raise StopIteration  # the task's result is None: every outcome is recorded above
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
