@@ -168,14 +168,21 @@ class ProviderFeed:
         chat = self._session.current_agent.chat_ctx.items
         records = self._records if everything else {item.id for item in batch}
         ours = [item for item in chat if item.id in records]
-        suffixed = {item.call_id for item in ours if isinstance(item, _CALL_ITEMS)}
-        # a later output's call id is the original's with a suffix (`<id>_update_1`)
+        # a later output's call id is the original's with a suffix (`<id>_update_1`): each
+        # part before an underscore may be the original's id (one set, not a scan per call)
+        prefixes = {
+            item.call_id[:i]
+            for item in ours
+            if isinstance(item, _CALL_ITEMS)
+            for i, char in enumerate(item.call_id)
+            if char == "_"
+        }
         originals = {
             item.call_id
             for item in chat
             if isinstance(item, llm.FunctionCall)
             and item.id not in self._records
-            and any(call_id.startswith(f"{item.call_id}_") for call_id in suffixed)
+            and item.call_id in prefixes
         }
         wanted = [
             item
