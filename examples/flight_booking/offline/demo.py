@@ -1,16 +1,8 @@
 """Offline demo: the flight agent through the real livekit-plugins-openai clients.
 
-Plays one conversation on each of the agent's sessions at once, each against its own
-local OpenAI-protocol server scripted by the flight scenario:
-
-- pipeline: the user's lines are synthesized speech played into the session's
-  microphone in real time; Silero VAD hears them, the OpenAI STT client sends them to
-  the server's transcription endpoint, the OpenAI LLM and TTS clients do the rest;
-- realtime: the OpenAI realtime model client on the server's realtime websocket; the
-  user's turns arrive as OpenAI's server-side turn detection reports them;
-- gemini: the Gemini Live client (livekit-plugins-google, google-genai) on the server's
-  Live API websocket over TLS; the user's turns arrive as Gemini's activity detection
-  reports them.
+Plays one conversation on each of the agent's sessions at once (pipeline, realtime and
+gemini; how each is played is in ``demo_modes``), each against its own local
+OpenAI-protocol server scripted by the flight scenario.
 
 ``--modes pipeline,realtime`` plays only those (default: all three).
 

@@ -16,6 +16,7 @@ and returns what went wrong: the conversation's outcome problems and the mode's 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import build_session
@@ -139,25 +140,14 @@ async def run_realtime(
     first_event = len(realtime.events)
     backend = _travel_backend(speed)
     session = build_session(mode="realtime", base_url=server.base_url, api_key="offline")
-    session.output.audio = RealTimeSpeaker()
-    watch(session, transcript)
-
-    def quiet() -> bool:
-        return session.agent_state == "listening" and not realtime.response_active
-
-    async def say(choose: Any) -> bool:
-        await until_quiet_for(quiet, REACTION_TIME)
-        if (line := choose()) is None:
-            return False
-        transcript.add("user", line)
-        await realtime.user_says(line, duration=len(line) * server.scenario.seconds_per_char)
-        await until(lambda: quiet() and answered(session, line), timeout=15)
-        return True
-
-    try:
-        await converse(session, backend, say)
-    finally:
-        await session.llm.aclose()  # the model's own HTTP session, outside a job
+    await _converse_by_voice(
+        session,
+        backend,
+        transcript,
+        server=server,
+        model_busy=lambda: realtime.response_active,
+        user_says=realtime.user_says,
+    )
 
     problems = outcome_problems(session, backend)
     responses = realtime.responses[first_response:]
@@ -201,18 +191,46 @@ async def run_gemini(
     # google-genai reads it when its client is made, as the session starts
     os.environ["SSL_CERT_FILE"] = server.certificate.ca_file
     session = build_session(mode="gemini", base_url=server.gemini_base_url, api_key="offline")
+    await _converse_by_voice(
+        session,
+        backend,
+        transcript,
+        server=server,
+        model_busy=lambda: live.generating,
+        user_says=live.user_says,
+    )
+
+    problems = outcome_problems(session, backend)
+    if failed := [t for t in live.turns[first_turn:] if t.status == "failed"]:
+        problems.append(f"{len(failed)} Gemini turns matched no rule")
+    return problems
+
+
+async def _converse_by_voice(
+    session: Any,
+    backend: TravelBackend,
+    transcript: Transcript,
+    *,
+    server: LocalOpenAIServer,
+    model_busy: Callable[[], bool],
+    user_says: Callable[..., Awaitable[None]],
+) -> None:
+    """Play the conversation on a speech-to-speech model's session: the user says each
+    line through the model's own server (``user_says``) once the agent is quiet and the
+    model is not busy, and waits until it was answered; the model's client is closed at
+    the end (its own HTTP session, outside a job)."""
     session.output.audio = RealTimeSpeaker()
     watch(session, transcript)
 
     def quiet() -> bool:
-        return session.agent_state == "listening" and not live.generating
+        return bool(session.agent_state == "listening" and not model_busy())
 
     async def say(choose: Any) -> bool:
         await until_quiet_for(quiet, REACTION_TIME)
         if (line := choose()) is None:
             return False
         transcript.add("user", line)
-        await live.user_says(line, duration=len(line) * server.scenario.seconds_per_char)
+        await user_says(line, duration=len(line) * server.scenario.seconds_per_char)
         await until(lambda: quiet() and answered(session, line), timeout=15)
         return True
 
@@ -220,8 +238,3 @@ async def run_gemini(
         await converse(session, backend, say)
     finally:
         await session.llm.aclose()
-
-    problems = outcome_problems(session, backend)
-    if failed := [t for t in live.turns[first_turn:] if t.status == "failed"]:
-        problems.append(f"{len(failed)} Gemini turns matched no rule")
-    return problems
