@@ -681,10 +681,11 @@ def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
     return "unfinished tasks:\n" + "\n".join(sorted(lines))
 
 
-def _settings() -> settings:
+def fuzz_settings(examples: int, steps: int) -> settings:
+    """Derandomized settings for ``examples`` schedules of up to ``steps`` steps each."""
     return settings(
-        max_examples=FUZZ_EXAMPLES,
-        stateful_step_count=25,
+        max_examples=examples,
+        stateful_step_count=steps,
         deadline=None,
         derandomize=True,
         database=None,
@@ -693,23 +694,32 @@ def _settings() -> settings:
     )
 
 
+def run_schedules(machine: type[Schedules], config: settings) -> None:
+    """Run ``machine`` under ``config`` from fresh counters (see :func:`fuzz_summary`)."""
+    SCHEDULES.clear()
+    EXAMPLES.clear()
+    run_state_machine_as_test(machine, settings=config)
+
+
+def fuzz_summary() -> str:
+    """Examples run, distinct schedules and what happened in them, since the last run."""
+    return f"examples run: {EXAMPLES['run']}, distinct schedules: {len(SCHEDULES)}; " + ", ".join(
+        f"{k}: {n}" for k, n in sorted(EXAMPLES.items()) if k != "run"
+    )
+
+
 @pytest.mark.expected_log_errors(PLAIN_ERROR)
 @pytest.mark.timeout(max(120.0, FUZZ_EXAMPLES * 0.5))  # a long run outlives the suite's limit
 def test_generated_schedules_keep_every_call_and_result(capsys: pytest.CaptureFixture[str]) -> None:
     """Whatever happens in whatever order, every call ends once with one record, every
     result is heard or recorded as not heard, and closing leaves nothing behind."""
-    SCHEDULES.clear()
-    EXAMPLES.clear()
     try:
-        run_state_machine_as_test(Schedules, settings=_settings())
+        run_schedules(Schedules, fuzz_settings(FUZZ_EXAMPLES, steps=25))
     finally:
         with capsys.disabled():
             print(
-                f"\n[fuzz] examples run: {EXAMPLES['run']}, distinct schedules: "
-                f"{len(SCHEDULES)} (derandomized); "
-                + ", ".join(f"{k}: {n}" for k, n in sorted(EXAMPLES.items()) if k != "run")
-                + f"; garbage collections over 50 ms: {len(GC_PAUSES)}, longest "
-                f"{max(GC_PAUSES, default=0.0):.2f} s"
+                f"\n[fuzz] {fuzz_summary()} (derandomized); garbage collections over 50 ms: "
+                f"{len(GC_PAUSES)}, longest {max(GC_PAUSES, default=0.0):.2f} s"
             )
 
 

@@ -25,8 +25,7 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import precondition, rule
 
 from livekit.agents import AgentSession
 from livekit.plugins.asynctools import _compat
@@ -36,9 +35,11 @@ from livekit.plugins.asynctools.testing.audio import VoiceSession, start_voice_s
 from .test_stateful_schedules import (
     EXAMPLES,
     PLAIN_ERROR,
-    SCHEDULES,
     Schedules,
     StepAgent,
+    fuzz_settings,
+    fuzz_summary,
+    run_schedules,
 )
 
 VOICE_EXAMPLES = int(os.environ.get("ASYNCTOOLS_VOICE_FUZZ_EXAMPLES", "12"))
@@ -107,18 +108,6 @@ class VoiceSchedules(Schedules):
         return bool(self.in_flight) and self.session.agent_state == "speaking"
 
 
-def _settings() -> settings:
-    return settings(
-        max_examples=VOICE_EXAMPLES,
-        stateful_step_count=12,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
-
-
 @pytest.mark.expected_log_errors(PLAIN_ERROR)
 @pytest.mark.timeout(max(180.0, VOICE_EXAMPLES * 6.0))
 def test_generated_voice_schedules_keep_every_call_and_result(
@@ -127,15 +116,9 @@ def test_generated_voice_schedules_keep_every_call_and_result(
     """Spoken turns, barge-ins on deferred replies, and everything the text machine does:
     every call ends once with one record, every result is heard or recorded as not heard,
     no reply starts while the user speaks, and closing leaves nothing behind."""
-    SCHEDULES.clear()
-    EXAMPLES.clear()
     started = time.perf_counter()
     try:
-        run_state_machine_as_test(VoiceSchedules, settings=_settings())
+        run_schedules(VoiceSchedules, fuzz_settings(VOICE_EXAMPLES, steps=12))
     finally:
         with capsys.disabled():
-            print(
-                f"\n[voice fuzz] examples run: {EXAMPLES['run']}, distinct schedules: "
-                f"{len(SCHEDULES)} in {time.perf_counter() - started:.0f} s; "
-                + ", ".join(f"{k}: {n}" for k, n in sorted(EXAMPLES.items()) if k != "run")
-            )
+            print(f"\n[voice fuzz] {fuzz_summary()} in {time.perf_counter() - started:.0f} s")

@@ -473,12 +473,7 @@ async def voice_session(
 ) -> AsyncIterator[VoiceSession]:
     """Start an ``AgentSession`` with simulated speech in and out, close it afterwards.
 
-    Args:
-        agent: The agent to run.
-        llm: The model, typically a :class:`ScriptedLLM`.
-        seconds_per_char: How long the agent takes to say one character.
-        endpointing_delay: Silence after which the user's turn ends.
-        **session_options: Passed to ``AgentSession``.
+    It takes the arguments of :func:`start_voice_session`.
 
     Example::
 
