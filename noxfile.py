@@ -27,9 +27,12 @@ TEST_DEPS = [
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
+    "pytest-xdist>=3.6",
     "hypothesis>=6.100",
     "aiohttp>=3.10",
 ]
+# pytest-xdist workers of the `tests` session; work stealing evens out the long tests
+TEST_WORKERS = ["-n", "4", "--dist", "worksteal"]
 # what the offline flight-booking demo needs beyond the plugin: the example's VAD, and the
 # simulated user's voice (eSpeak NG, library and data inside the wheel)
 # and the local Gemini Live server's TLS certificate, made for 127.0.0.1 at start-up
@@ -89,8 +92,10 @@ def tests(session: nox.Session, agents: str) -> None:
     _install_release(
         session, agents, *TEST_DEPS, *DEMO_DEPS, _silero(agents), _google(agents), _xai(agents)
     )
-    # the room tests need a livekit-server, a browser and npm: the `room` session
-    session.run("pytest", "--ignore=tests/room", *session.posargs)
+    # the room tests need a livekit-server, a browser and npm: the `room` session.
+    # Most of a test's time is waiting (audio played in real time, timers, local
+    # servers): four workers share two cores well; `-- -n 0` runs the tests in one process
+    session.run("pytest", "--ignore=tests/room", *TEST_WORKERS, *session.posargs)
 
 
 @nox.session
