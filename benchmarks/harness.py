@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -77,6 +78,12 @@ def core_toolset_module() -> Any:
     return async_toolset
 
 
+def has_silent_updates() -> bool:
+    """Whether the release's own async tools take ``update(..., silent=True)`` (1.8+)."""
+    update = getattr(RunContext, "update", None)
+    return update is not None and "silent" in inspect.signature(update).parameters
+
+
 def core_kind() -> str:
     """What ``core`` is on this release."""
     return "AsyncToolset (llm.async_toolset)" if core_toolset_module() else "RunContext.update"
@@ -95,11 +102,14 @@ def build_tools(
     updates: int = 0,
     progress: bool = False,
     interval: float = 0.0,
+    later: str = "spoken",
     park_plain: bool = True,
 ) -> list[Any]:
     """The benchmark tool ``job`` for ``impl``: first update, ``updates`` more, a result.
 
     With ``progress``, each later update also carries a fraction, a stage and a time left;
+    ``later="silent"`` makes the later updates ``silent=True`` (recorded, never spoken: see
+    :func:`has_silent_updates`), ``later="none"`` leaves them out (the tool waits as long);
     ``interval`` seconds pass before each later update. The plain tool answers at once;
     with ``park_plain`` it keeps the frames a running call of the others keeps (heap).
     """
@@ -110,9 +120,13 @@ def build_tools(
         for i in range(updates):
             if interval:
                 await asyncio.sleep(interval)
+            if later == "none":
+                continue
             if progress:
                 done = (i + 1) / updates
                 await ctx.update(f"job {n} step {i}", progress=done, stage="step", seconds_left=i)
+            elif later == "silent":
+                await ctx.update(f"job {n} step {i}", silent=True)
             else:
                 await ctx.update(f"job {n} step {i}")
         return f"job {n} done"

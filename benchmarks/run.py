@@ -34,7 +34,7 @@ import bursts
 import calls
 import dispatch
 import sessions
-from harness import core_kind
+from harness import core_kind, has_silent_updates
 
 Row = tuple[str, dict[str, float], str]
 
@@ -187,6 +187,14 @@ async def sessions_section(quick: bool) -> list[str]:
     count = 10 if quick else 100
     options: dict[str, Any] = {"sessions": count, "updates": 4 if quick else 10}
     res = {i: await sessions.many_sessions(i, **options) for i in impls}
+    # what a later update adds: the same runs with the later updates left out, and, where
+    # core has them, silent (recorded, no reply: the update's own path)
+    without = {i: await sessions.many_sessions(i, **options, later="none") for i in impls}
+    silent = (
+        {i: await sessions.many_sessions(i, **options, later="silent") for i in impls}
+        if has_silent_updates()
+        else None
+    )
     heap = {i: await sessions.heap_per_session(i, sessions=4 if quick else 20) for i in impls}
 
     def pick(key: str) -> dict[str, float]:
@@ -205,6 +213,34 @@ async def sessions_section(quick: bool) -> list[str]:
         ("of which on `close` (emitted once)", pick("listeners_idle_close"), "n"),
         ("plugin listeners' cost per emit, idle session", pick("listener_emit_cost"), "us"),
     ]
+    marginal = sessions.marginal_cpu_per_update
+    rows.append(
+        (
+            "marginal CPU time of a later update, its replies included",
+            {i: marginal(res[i], without[i]) for i in impls},
+            "us",
+        )
+    )
+    if silent is not None:
+        rows += [
+            (
+                "marginal CPU time of a silent later update (no reply)",
+                {i: marginal(silent[i], without[i]) for i in impls},
+                "us",
+            ),
+            (
+                "replies per session, later updates silent",
+                {i: silent[i]["replies_per_session"] for i in impls},
+                "n",
+            ),
+        ]
+    rows.append(
+        (
+            "replies per session, later updates left out",
+            {i: without[i]["replies_per_session"] for i in impls},
+            "n",
+        )
+    )
     title = f"{count} sessions in one process, 5 calls each (sessions.py)"
     return table(title, impls, rows)
 

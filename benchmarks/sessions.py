@@ -17,6 +17,10 @@ full (every session's results reached the user). Over the window:
   sessions idle for as long (measured just before, with everything started), divided by
   the ``ctx.update()`` calls made in the window (results and the replies they cause are
   in the CPU time, not in the count);
+- marginal CPU time of a later update: the window's CPU time net of the idle sessions',
+  less that of a run whose calls wait as long without their later updates, over those updates (the sessions' audio,
+  the first updates, the results and the replies to them are common to both runs and
+  cancel out); with silent later updates (1.8+ core has them), the update's own path;
 - listeners per idle session, after the window (nothing pending, every call over): the
   session listeners that belong to this plugin, and what calling them costs per emit.
 
@@ -202,9 +206,16 @@ async def many_sessions(
     interval: float = 0.2,
     updates: int = 10,
     speech: float = 0.4,
+    later: str = "spoken",
     profiler: Any = None,
 ) -> dict[str, float]:
-    """Run the scenario (see the module) for ``impl``; its figures."""
+    """Run the scenario (see the module) for ``impl``; its figures.
+
+    ``later`` is how each call's later updates are made (``harness.build_tools``):
+    ``"spoken"`` (the scenario), ``"silent"`` (recorded, no reply) or ``"none"`` (the call
+    waits as long without them). Two runs that differ only there give the marginal CPU
+    time of a later update (:func:`marginal_cpu_per_update`).
+    """
     stack = contextlib.AsyncExitStack()
     voice: list[Any] = []
     models: list[_SessionLLM] = []
@@ -214,7 +225,7 @@ async def many_sessions(
         for _ in range(sessions):
             model = _SessionLLM(calls)
             models.append(model)
-            tools = build_tools(impl, gate, updates=updates, interval=interval)
+            tools = build_tools(impl, gate, updates=updates, interval=interval, later=later)
             agent = Agent(instructions="bench", tools=tools)
             voice.append(
                 await stack.enter_async_context(
@@ -257,12 +268,15 @@ async def many_sessions(
 
         idle_listeners = [plugin_listeners(vs.session) for vs in voice]
         emit_cost = statistics.mean(listener_cost(vs.session) for vs in voice[:10])
-        made = sessions * calls * (updates + 1)
+        made = sessions * calls * (1 if later == "none" else updates + 1)
+        cpu_net = cpu - idle_cpu_per_s * wall
         return {
             "lag_p50": _pct(lags, 0.5),
             "lag_p99": _pct(lags, 0.99),
             "idle_lag_p99": _pct(idle_lags, 0.99),
-            "cpu_per_update": (cpu - idle_cpu_per_s * wall) / made,
+            "cpu_per_update": cpu_net / made,
+            "cpu_net": cpu_net,
+            "later_updates": sessions * calls * (0 if later == "none" else updates),
             "cpu_share": cpu / wall,
             "idle_cpu_share": idle_cpu_per_s,
             "window": wall,
@@ -273,6 +287,13 @@ async def many_sessions(
         }
     finally:
         await stack.aclose()
+
+
+def marginal_cpu_per_update(run: dict[str, float], without: dict[str, float]) -> float:
+    """Seconds of CPU time one later update adds, replies it causes included: the net CPU
+    of ``run`` less that of ``without`` (the same scenario, ``later="none"``), over the
+    later updates ``run`` made."""
+    return (run["cpu_net"] - without["cpu_net"]) / run["later_updates"]
 
 
 async def _drive(vs: Any, offset: float, interval: float, updates: int, speech: float) -> None:
