@@ -182,19 +182,40 @@ async def calls_section(quick: bool, n: int) -> list[str]:
     return table("Calls, updates, heap (calls.py)", [*impls, "plain"], rows)
 
 
+async def sessions_rounds(
+    impls: list[str], variants: list[str], n: int, options: dict[str, Any]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each variant of the 100-session run ``n`` times per implementation, interleaved
+    (the order alternating from round to round): per variant and implementation, the
+    median of each figure, and of the marginal CPU time of a later update, which pairs
+    each run with the run without later updates of the same round."""
+    figures: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for k in range(n):
+        for impl in impls if k % 2 == 0 else impls[::-1]:
+            rounds = {v: await sessions.many_sessions(impl, **options, later=v) for v in variants}
+            for v, run in rounds.items():
+                if v != "none":
+                    run["marginal"] = sessions.marginal_cpu_per_update(run, rounds["none"])
+                figures.setdefault((v, impl), []).append(run)
+    return {
+        v: {
+            i: {key: statistics.median(r[key] for r in figures[v, i]) for key in figures[v, i][0]}
+            for i in impls
+        }
+        for v in variants
+    }
+
+
 async def sessions_section(quick: bool) -> list[str]:
     impls = ["asynctools", "core"]
     count = 10 if quick else 100
     options: dict[str, Any] = {"sessions": count, "updates": 4 if quick else 10}
-    res = {i: await sessions.many_sessions(i, **options) for i in impls}
     # what a later update adds: the same runs with the later updates left out, and, where
     # core has them, silent (recorded, no reply: the update's own path)
-    without = {i: await sessions.many_sessions(i, **options, later="none") for i in impls}
-    silent = (
-        {i: await sessions.many_sessions(i, **options, later="silent") for i in impls}
-        if has_silent_updates()
-        else None
-    )
+    variants = ["spoken", "none", *(["silent"] if has_silent_updates() else [])]
+    runs = await sessions_rounds(impls, variants, 1 if quick else 3, options)
+    res, without = runs["spoken"], runs["none"]
+    silent = runs.get("silent")
     heap = {i: await sessions.heap_per_session(i, sessions=4 if quick else 20) for i in impls}
 
     def pick(key: str) -> dict[str, float]:
@@ -213,11 +234,10 @@ async def sessions_section(quick: bool) -> list[str]:
         ("of which on `close` (emitted once)", pick("listeners_idle_close"), "n"),
         ("plugin listeners' cost per emit, idle session", pick("listener_emit_cost"), "us"),
     ]
-    marginal = sessions.marginal_cpu_per_update
     rows.append(
         (
             "marginal CPU time of a later update, its replies included",
-            {i: marginal(res[i], without[i]) for i in impls},
+            {i: res[i]["marginal"] for i in impls},
             "us",
         )
     )
@@ -225,7 +245,7 @@ async def sessions_section(quick: bool) -> list[str]:
         rows += [
             (
                 "marginal CPU time of a silent later update (no reply)",
-                {i: marginal(silent[i], without[i]) for i in impls},
+                {i: silent[i]["marginal"] for i in impls},
                 "us",
             ),
             (
@@ -241,7 +261,10 @@ async def sessions_section(quick: bool) -> list[str]:
             "n",
         )
     )
-    title = f"{count} sessions in one process, 5 calls each (sessions.py)"
+    title = (
+        f"{count} sessions in one process, 5 calls each (sessions.py"
+        f"{'' if quick else '; medians of 3 interleaved rounds, heap: 1'})"
+    )
     return table(title, impls, rows)
 
 

@@ -18,9 +18,10 @@ full (every session's results reached the user). Over the window:
   the ``ctx.update()`` calls made in the window (results and the replies they cause are
   in the CPU time, not in the count);
 - marginal CPU time of a later update: the window's CPU time net of the idle sessions',
-  less that of a run whose calls wait as long without their later updates, over those updates (the sessions' audio,
-  the first updates, the results and the replies to them are common to both runs and
-  cancel out); with silent later updates (1.8+ core has them), the update's own path;
+  less that of a run whose calls wait as long without their later updates, over those
+  updates (the sessions' audio, the first updates, the results and the replies to them
+  are common to both runs and cancel out); with silent later updates (1.8+ core has
+  them), the update's own path;
 - listeners per idle session, after the window (nothing pending, every call over): the
   session listeners that belong to this plugin, and what calling them costs per emit.
 
