@@ -47,7 +47,7 @@ from livekit.agents import llm
 
 from . import _compat
 from .context import AsyncRunContext
-from .events import NO_PROGRESS, DeliveryMode, Progress, TaskStarted, TaskUpdated
+from .events import NO_PROGRESS, DeliveryMode, Progress
 from .log import logger
 from .outputs import CallOutputs, DoneCallbacks, _Outcome, done_callbacks
 from .templates import text_for
@@ -151,7 +151,7 @@ class BackgroundCall(CallOutputs):
         args, kwargs = _compat.bind_arguments(tool, raw_arguments, self._ctx)
         # the tool's coroutine, not started: it holds the arguments from now on
         tool_call = tool(*args, **kwargs)
-        if not inspect.iscoroutine(tool_call):  # any other awaitable, or none (an error then)
+        if not isinstance(tool_call, CoroutineType):  # any other awaitable, or none (an error then)
             tool_call = _awaited(tool_call)
         self._tool_call: CoroutineType[Any, Any, Any] = tool_call
 
@@ -202,8 +202,9 @@ class BackgroundCall(CallOutputs):
         # the session's floor watches the conversation while the call runs, and until its
         # last outputs are submitted (see _end and _release_held)
         self._scope.delivery.floor.use()
-        policy, loop = self.policy, asyncio.get_running_loop()
+        policy = self.policy
         if policy.timeout is not None or policy.soft_deadline is not None:
+            loop = asyncio.get_running_loop()
             timers = []
             if policy.timeout is not None:
                 timers.append(loop.call_later(policy.timeout, self._time_out))
@@ -212,15 +213,14 @@ class BackgroundCall(CallOutputs):
             self._timers = tuple(timers)
         if policy.filler is not None:
             self._scope.delivery.fillers.track(self, policy.filler)
+        fnc_call = self.function_call
         self._scope.lifecycle.started(
-            TaskStarted(
-                call_id=self.call_id,
-                function_name=self.function_call.name,
-                toolset_id=self.toolset_id,
-                arguments=self.function_call.arguments,
-                timeout=policy.timeout,
-            ),
             self._toolset_events,
+            call_id=fnc_call.call_id,
+            function_name=fnc_call.name,
+            toolset_id=self.toolset_id,
+            arguments=fnc_call.arguments,
+            timeout=policy.timeout,
         )
 
     def text(self, name: str, **args: Any) -> str:
@@ -287,16 +287,15 @@ class BackgroundCall(CallOutputs):
         if progress is not None and progress is not NO_PROGRESS and progress != NO_PROGRESS:
             self.progress = self.progress.merged(progress)
         first = not self._answered()
-        entry = self.call_id if first else f"{self.call_id}_update_{self._updates - 1}"
+        call_id = self.function_call.call_id
+        entry = call_id if first else f"{call_id}_update_{self._updates - 1}"
         self._scope.lifecycle.updated(
-            TaskUpdated(
-                call_id=self.call_id,
-                update_id=entry,
-                message=raw_message,
-                delivery=delivery,
-                progress=self.progress,
-            ),
             self._toolset_events,
+            call_id=call_id,
+            update_id=entry,
+            message=raw_message,
+            delivery=delivery,
+            progress=self.progress,
         )
         if delivery != "silent":
             self._scope.delivery.fillers.spoke_about(self)
@@ -308,7 +307,7 @@ class BackgroundCall(CallOutputs):
             self._answer_now(answer, mode=delivery)
             self.function_call.extra[_compat.NON_BLOCKING_FLAG] = True
             if record_apart:
-                self._deliver(f"{self.call_id}_update_0", message, is_result=False, mode="silent")
+                self._deliver(f"{call_id}_update_0", message, is_result=False, mode="silent")
             return
         self._last_heard = False if delivery == "silent" else None
         self._deliver(entry, message, is_result=False, mode=delivery)

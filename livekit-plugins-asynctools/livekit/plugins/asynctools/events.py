@@ -272,17 +272,66 @@ class Lifecycle:
         if toolset_events is not None:
             toolset_events.emit(name, ev)
 
-    def started(self, ev: TaskStarted, toolset_events: TaskEvents | None) -> None:
-        self.emit("task_started", ev, toolset_events)
+    def listened(self, name: TaskEventName, toolset_events: TaskEvents | None) -> bool:
+        """Whether the session's or the toolset's emitter may have a listener of ``name``:
+        the events of every call are built only then.
 
-    def updated(self, ev: TaskUpdated, toolset_events: TaskEvents | None) -> None:
-        self.emit("task_updated", ev, toolset_events)
-        if ev.update_id != ev.call_id:  # core reported the first one itself
+        ``_events`` is the registry of livekit-rtc's ``EventEmitter``, keyed by event name on
+        every supported release; ``off()`` may leave an empty entry (an event built for
+        nobody, as before).
+        """
+        return name in self.session_events._events or (
+            toolset_events is not None and name in toolset_events._events
+        )
+
+    def started(
+        self,
+        toolset_events: TaskEvents | None,
+        *,
+        call_id: str,
+        function_name: str,
+        toolset_id: str,
+        arguments: str,
+        timeout: float | None,
+    ) -> None:
+        """A call started: :class:`TaskStarted`, built only if anyone listens."""
+        if self.listened("task_started", toolset_events):
+            ev = TaskStarted(
+                call_id=call_id,
+                function_name=function_name,
+                toolset_id=toolset_id,
+                arguments=arguments,
+                timeout=timeout,
+            )
+            self.emit("task_started", ev, toolset_events)
+
+    def updated(
+        self,
+        toolset_events: TaskEvents | None,
+        *,
+        call_id: str,
+        update_id: str,
+        message: str,
+        delivery: DeliveryMode,
+        progress: Progress,
+    ) -> None:
+        """A call sent an update: :class:`TaskUpdated`, built only if anyone listens; core
+        is told of every update after the first (it reported the first one itself)."""
+        if self.listened("task_updated", toolset_events):
+            ev = TaskUpdated(
+                call_id=call_id,
+                update_id=update_id,
+                message=message,
+                delivery=delivery,
+                progress=progress,
+            )
+            self.emit("task_updated", ev, toolset_events)
+        if update_id != call_id:
             self.core.updated(
-                entry_id=ev.update_id,
-                call_id=ev.call_id,
-                message=ev.message,
-                silent=ev.delivery == "silent",
+                entry_id=update_id,
+                call_id=call_id,
+                message=message,
+                silent=delivery == "silent",
             )
 
     def reply(self, ev: ReplyEvent, toolsets: list[TaskEvents | None]) -> None:
