@@ -120,33 +120,40 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
             await ctx.update("Fare locked", delivery="silent")
             await ctx.update("The gate changed!", delivery="now")
         """
-        mode = _delivery_mode(delivery, silent)
+        # most updates give none of the options: nothing to check for them
+        mode: DeliveryMode = "idle"
+        if delivery is not NOT_GIVEN or silent:
+            mode = _delivery_mode(delivery, silent)
         if progress is NOT_GIVEN and stage is NOT_GIVEN and seconds_left is NOT_GIVEN:
-            checked = NO_PROGRESS  # most updates: no structured progress to check
+            checked = NO_PROGRESS
         else:
             checked = Progress.checked(
                 fraction=progress if is_given(progress) else None,
                 stage=stage if is_given(stage) else None,
                 seconds_left=seconds_left if is_given(seconds_left) else None,
             )
-        if is_given(template) and template is not None:
-            check_template("update", template)
+        own_template = template if is_given(template) else None
+        if own_template is not None:
+            check_template("update", own_template)
         call = self._call
-        raw = message if isinstance(message, str) else str(message)
         if isinstance(message, str):
+            raw = message
+            fnc_call = call.function_call
             args: dict[str, Any] = {
-                "function_name": self.function_call.name,
-                "call_id": self.function_call.call_id,
+                "function_name": fnc_call.name,
+                "call_id": fnc_call.call_id,
                 "message": message,
-                "details": checked.describe(),
+                "details": "" if checked is NO_PROGRESS else checked.describe(),
                 "progress": "" if checked.fraction is None else f"{checked.fraction:.0%}",
                 "stage": checked.stage or "",
                 "seconds_left": "" if checked.seconds_left is None else f"{checked.seconds_left:g}",
             }
-            if is_given(template) and template is not None:
-                message = render(template, args)
+            if own_template is not None:
+                message = render(own_template, args)
             else:
                 message = call.text("update", **args)
+        else:
+            raw = str(message)
         call.report(message, raw_message=raw, delivery=mode, progress=checked)
 
     @asynccontextmanager

@@ -278,7 +278,7 @@ def render(template: Template, args: dict[str, Any]) -> str:
     """The text of ``template`` with ``args``: callables receive ``args`` as they are."""
     if callable(template):
         return str(template(args))
-    return template.format(**args)
+    return template.format_map(args)  # what format(**args) gives, without a copy of args
 
 
 class Templates:
@@ -416,6 +416,8 @@ def text_for(
     """The text ``name`` with ``args``, from the most specific setting: the call's
     (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
     then the module default."""
+    if not _configured:  # the usual case, on the path of every update: nothing to look up
+        return render(resolve(name, (tool, toolset)), args)
     layers = (
         templates_of(ctx) if ctx is not None else None,
         tool,

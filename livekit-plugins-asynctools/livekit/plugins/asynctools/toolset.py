@@ -38,15 +38,15 @@ from .templates import (
 
 _AnyTool = llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any]
 
-# The wrapper's type hints, as plain classes: core resolves them on every call.
-_WRAPPER_HINTS: dict[str, Any] = {"ctx": _compat.RunContext, "raw_arguments": dict, "return": Any}
+# The wrapper's type hints, as plain classes: core resolves them on every call. No return
+# hint (core never reads it, and would resolve it too); keyword-only parameters, which
+# core's binding passes as they are (the bound arguments' positional list stays empty).
+_WRAPPER_HINTS: dict[str, Any] = {"ctx": _compat.RunContext, "raw_arguments": dict}
 _WRAPPER_SIGNATURE = inspect.Signature(
     [
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint)
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint)
         for name, hint in _WRAPPER_HINTS.items()
-        if name != "return"
-    ],
-    return_annotation=Any,
+    ]
 )
 
 
@@ -196,7 +196,7 @@ class AsyncToolset(llm.Toolset):
             }
 
         async def call_in_background(
-            ctx: _compat.RunContext[Any], raw_arguments: dict[str, Any]
+            *, ctx: _compat.RunContext[Any], raw_arguments: dict[str, Any]
         ) -> Any:
             return await self._call(tool, policy, ctx, dict(raw_arguments))
 
@@ -221,15 +221,16 @@ class AsyncToolset(llm.Toolset):
         """Core's view of one call: returns the call's first update, result or error."""
         scope = session_scope(run_ctx.session)
         confirmed = bool(raw_arguments.pop(CONFIRM_DUPLICATE_PARAM, False))
-        refusal = await self._apply_duplicate_policy(
-            scope, policy, run_ctx, raw_arguments, confirmed
-        )
-        if refusal is not None:
-            logger.debug(
-                "duplicate background call refused",
-                extra={"function": run_ctx.function_call.name},
+        if policy.on_duplicate != "allow":
+            refusal = await self._apply_duplicate_policy(
+                scope, policy, run_ctx, raw_arguments, confirmed
             )
-            return refusal
+            if refusal is not None:
+                logger.debug(
+                    "duplicate background call refused",
+                    extra={"function": run_ctx.function_call.name},
+                )
+                return refusal
 
         call = BackgroundCall(
             tool=tool,
@@ -253,9 +254,8 @@ class AsyncToolset(llm.Toolset):
         arguments: dict[str, Any],
         confirmed: bool,
     ) -> str | None:
-        """None to go ahead, or the text that tells the model why not."""
-        if policy.on_duplicate == "allow":
-            return None
+        """None to go ahead, or the text that tells the model why not (``allow`` never
+        comes here)."""
         name = run_ctx.function_call.name
         running = [
             c
