@@ -15,6 +15,7 @@ The floor for the cost per result: building the two chat items of one result alo
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from typing import Any
@@ -123,6 +124,35 @@ async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float
         return model.covered_at - start, model.replies
     finally:
         await session.aclose()
+
+
+class CollectionTime:
+    """Passed as a burst's ``profiler``: the time the garbage collector took in the window,
+    and how many collections ran, by generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = {0: 0.0, 1: 0.0, 2: 0.0}
+        self.count = {0: 0, 1: 0, 2: 0}
+        self._started = 0.0
+
+    @property
+    def total(self) -> float:
+        """Seconds of all the window's collections."""
+        return sum(self.seconds.values())
+
+    def enable(self) -> None:
+        gc.callbacks.append(self._on_collection)
+
+    def disable(self) -> None:
+        gc.callbacks.remove(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.seconds[generation] += time.perf_counter() - self._started
+        self.count[generation] += 1
 
 
 def item_cost(results: int) -> float:

@@ -109,11 +109,17 @@ async def burst_section(quick: bool, n: int) -> list[str]:
     for size in [10, 100] if quick else [10, 100, 1000]:
         times: dict[str, list[float]] = {i: [] for i in impls}
         replies: dict[str, list[float]] = {i: [] for i in impls}
-        for _ in range(n if size < 1000 else 3):
+        collected: list[float] = []  # the collection time of the plugin's windows
+        net: list[float] = []  # and those windows less it
+        for _ in range(n):
             for i in impls:
-                t, r = await bursts.burst(i, size)
+                gc_time = bursts.CollectionTime()
+                t, r = await bursts.burst(i, size, profiler=gc_time)
                 times[i].append(t)
                 replies[i].append(r)
+                if i == "asynctools":
+                    collected.append(gc_time.total)
+                    net.append(t - gc_time.total)
         med = {i: statistics.median(v) for i, v in times.items()}
         per_result[size] = med["asynctools"] / size
         rows.append((f"{size:,} results: time to the reply that covers them", med, "s"))
@@ -125,7 +131,13 @@ async def burst_section(quick: bool, n: int) -> list[str]:
             )
         )
     if not quick:
-        ten = [(await bursts.burst("asynctools", 10_000))[0] for _ in range(2)]
+        gc_1000, net_1000 = statistics.median(collected), statistics.median(net)  # 1,000
+        ten, gc_ten, full = [], [], []
+        for _ in range(3):
+            gc_time = bursts.CollectionTime()
+            ten.append((await bursts.burst("asynctools", 10_000, profiler=gc_time))[0])
+            gc_ten.append(gc_time.total)
+            full.append(gc_time.seconds[2])
         per_result[10_000] = statistics.median(ten) / 10_000
         rows.append(
             (
@@ -141,6 +153,28 @@ async def burst_section(quick: bool, n: int) -> list[str]:
                 "x",
             )
         )
+        # what the garbage collector took of those windows (see RESULTS.md, Bursts)
+        rows.append(("1,000 results: of which garbage collection", {"asynctools": gc_1000}, "s"))
+        rows += [
+            (
+                "10,000 results: of which garbage collection",
+                {"asynctools": statistics.median(gc_ten)},
+                "s",
+            ),
+            (
+                "10,000 results: of which full (generation 2) collections",
+                {"asynctools": statistics.median(full)},
+                "s",
+            ),
+            (
+                "10,000 / 1,000 results, collection time left out",
+                {
+                    "asynctools": statistics.median(t - g for t, g in zip(ten, gc_ten, strict=True))
+                    / net_1000
+                },
+                "x",
+            ),
+        ]
     build = bursts.item_cost(1000)
     biggest = max(per_result)
     rows.append((f"per result at {biggest:,}", {"asynctools": per_result[biggest]}, "us"))
