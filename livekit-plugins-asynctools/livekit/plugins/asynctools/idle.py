@@ -41,12 +41,16 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _listener(fn: _F) -> _F:
-    """Give a session listener its signature up front.
+    """Give a session listener what core's ``EventEmitter`` looks up, up front.
 
-    Core's ``EventEmitter`` inspects each listener's signature on every emit (about 10 µs
-    for a bound method); ``inspect.signature`` returns a ready ``__signature__`` instead.
+    The emitter inspects each listener's signature on every emit (about 10 µs for a bound
+    method); ``inspect.signature`` returns a ready ``__signature__`` instead. ``on()``
+    looks for asyncio's coroutine marker on each listener it attaches (the floor attaches
+    five when a call starts from idle): an attribute that is there, and is not the
+    marker, spares building an ``AttributeError`` each time.
     """
     fn.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    fn._is_coroutine = None  # type: ignore[attr-defined]
     return fn
 
 
