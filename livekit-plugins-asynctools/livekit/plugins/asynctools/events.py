@@ -105,6 +105,8 @@ class Progress:
 
     def merged(self, new: Progress) -> Progress:
         """This progress, with what ``new`` sets replacing it field by field."""
+        if new.fraction is not None and new.stage is not None and new.seconds_left is not None:
+            return new  # it sets every field (the usual case): nothing of this one is left
         return Progress(
             fraction=new.fraction if new.fraction is not None else self.fraction,
             stage=new.stage if new.stage is not None else self.stage,
