@@ -61,13 +61,12 @@ class SessionScope:
 
     def register(self, call: BackgroundCall) -> None:
         """Track a call that just started."""
-        self._calls[call.function_call.call_id] = call
+        self._calls[call.call_id] = call
 
     def unregister(self, call: BackgroundCall) -> None:
         """Forget a call that ended."""
-        call_id = call.function_call.call_id
-        if self._calls.get(call_id) is call:
-            del self._calls[call_id]
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
 
     def _on_session_close(self, _: Any) -> None:
         session = self._session()

@@ -416,8 +416,6 @@ def text_for(
     """The text ``name`` with ``args``, from the most specific setting: the call's
     (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
     then the module default."""
-    if not _configured:  # the usual case, on the path of every update: nothing to look up
-        return render(resolve(name, (tool, toolset)), args)
     layers = (
         templates_of(ctx) if ctx is not None else None,
         tool,
