@@ -128,11 +128,10 @@ async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float
 
 class CollectionTime:
     """Passed as a burst's ``profiler``: the time the garbage collector took in the window,
-    and how many collections ran, by generation (``gc.callbacks``)."""
+    by generation (``gc.callbacks``)."""
 
     def __init__(self) -> None:
         self.seconds = {0: 0.0, 1: 0.0, 2: 0.0}
-        self.count = {0: 0, 1: 0, 2: 0}
         self._started = 0.0
 
     @property
@@ -150,9 +149,7 @@ class CollectionTime:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        generation = info["generation"]
-        self.seconds[generation] += time.perf_counter() - self._started
-        self.count[generation] += 1
+        self.seconds[info["generation"]] += time.perf_counter() - self._started
 
 
 def item_cost(results: int) -> float:

@@ -106,11 +106,12 @@ async def burst_section(quick: bool, n: int) -> list[str]:
     )
     rows.append(("1 result, idle session: p95", {i: _pct(v, 0.95) for i, v in delays.items()}, "s"))
     per_result: dict[int, float] = {}
+    # per size, the collection time of the plugin's windows, and those windows less it
+    collected: dict[int, list[float]] = {}
+    net: dict[int, list[float]] = {}
     for size in [10, 100] if quick else [10, 100, 1000]:
         times: dict[str, list[float]] = {i: [] for i in impls}
         replies: dict[str, list[float]] = {i: [] for i in impls}
-        collected: list[float] = []  # the collection time of the plugin's windows
-        net: list[float] = []  # and those windows less it
         for _ in range(n):
             for i in impls:
                 gc_time = bursts.CollectionTime()
@@ -118,8 +119,8 @@ async def burst_section(quick: bool, n: int) -> list[str]:
                 times[i].append(t)
                 replies[i].append(r)
                 if i == "asynctools":
-                    collected.append(gc_time.total)
-                    net.append(t - gc_time.total)
+                    collected.setdefault(size, []).append(gc_time.total)
+                    net.setdefault(size, []).append(t - gc_time.total)
         med = {i: statistics.median(v) for i, v in times.items()}
         per_result[size] = med["asynctools"] / size
         rows.append((f"{size:,} results: time to the reply that covers them", med, "s"))
@@ -131,7 +132,7 @@ async def burst_section(quick: bool, n: int) -> list[str]:
             )
         )
     if not quick:
-        gc_1000, net_1000 = statistics.median(collected), statistics.median(net)  # 1,000
+        gc_1000, net_1000 = statistics.median(collected[1000]), statistics.median(net[1000])
         ten, gc_ten, full = [], [], []
         for _ in range(3):
             gc_time = bursts.CollectionTime()
