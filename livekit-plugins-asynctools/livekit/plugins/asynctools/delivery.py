@@ -32,7 +32,7 @@ from livekit.agents import llm, utils
 from livekit.agents.types import NOT_GIVEN
 
 from . import _compat
-from .events import DeliveryMode, Lifecycle, ReplyEvent
+from .events import DeliveryMode, Lifecycle
 from .fillers import FillerSchedule
 from .idle import ConversationFloor
 from .log import logger
@@ -250,7 +250,7 @@ class DeliveryCoordinator:
         user did not interrupt it): its deliveries are pending again."""
         ids = [d.call_id for d in batch]
         toolsets = [d.call.toolset_events for d in batch if d.call is not None]
-        self._lifecycle.reply(ReplyEvent("scheduled", ids, speech_id=handle.id), toolsets)
+        self._lifecycle.reply("scheduled", ids, toolsets, speech_id=handle.id)
         self._in_flight, self._playing = batch, handle
         errors: list[Any] = []
 
@@ -282,16 +282,14 @@ class DeliveryCoordinator:
             self._receipt(batch, "interrupted")
             self._interrupted = (ids, heard)
             self._to_speak[:0] = batch
-            self._lifecycle.reply(
-                ReplyEvent("interrupted", ids, speech_id=handle.id, heard=heard), toolsets
-            )
+            self._lifecycle.reply("interrupted", ids, toolsets, speech_id=handle.id, heard=heard)
         else:
             self._receipt(batch, "heard")
             self._interrupted = None
             for d in batch:
                 if d.call is not None:
                     self.fillers.spoke_about(d.call)
-            self._lifecycle.reply(ReplyEvent("heard", ids, speech_id=handle.id), toolsets)
+            self._lifecycle.reply("heard", ids, toolsets, speech_id=handle.id)
         self._spoken.set()
         self._spoken.clear()
         return not failed
@@ -318,7 +316,7 @@ class DeliveryCoordinator:
         text = self._text("not_heard", batch, call_ids=ids, heard="")
         self._session.history.insert([llm.ChatMessage(role="system", content=[text])])
         toolsets = [d.call.toolset_events for d in batch if d.call is not None]
-        self._lifecycle.reply(ReplyEvent("not_given", ids), toolsets)
+        self._lifecycle.reply("not_given", ids, toolsets)
 
     def _text(self, name: str, batch: Sequence[Delivery], **args: Any) -> str:
         """A reply-level text: the oldest call's settings, then the agent's and session's."""

@@ -336,19 +336,49 @@ class Lifecycle:
                 silent=delivery == "silent",
             )
 
-    def reply(self, ev: ReplyEvent, toolsets: list[TaskEvents | None]) -> None:
-        self.session_events.emit(f"reply_{ev.status}", ev)  # type: ignore[arg-type]
-        for events in dict.fromkeys(t for t in toolsets if t is not None):
-            events.emit(f"reply_{ev.status}", ev)  # type: ignore[arg-type]
-        self.core.reply(update_ids=ev.update_ids, status=ev.status, speech_id=ev.speech_id)
+    def reply(
+        self,
+        status: Literal["scheduled", "heard", "interrupted", "not_given"],
+        update_ids: list[str],
+        toolsets: list[TaskEvents | None],
+        *,
+        speech_id: str = "",
+        heard: str = "",
+    ) -> None:
+        """A deferred reply's progress: :class:`ReplyEvent`, built only if anyone listens;
+        core is told where it has an event for it (1.8)."""
+        name: TaskEventName = f"reply_{status}"  # type: ignore[assignment]
+        listening = [
+            events
+            for events in dict.fromkeys((self.session_events, *toolsets))
+            if events is not None and name in events._events
+        ]
+        if listening:
+            ev = ReplyEvent(status, update_ids, speech_id=speech_id, heard=heard)
+            for events in listening:
+                events.emit(name, ev)
+        self.core.reply(update_ids=update_ids, status=status, speech_id=speech_id)
 
-    def ended(self, ev: TaskEnded, toolset_events: TaskEvents | None) -> None:
-        self.emit("task_ended", ev, toolset_events)
-        if ev.record_id != ev.call_id:  # before its first update core saw it end itself
+    def ended(
+        self,
+        toolset_events: TaskEvents | None,
+        *,
+        call_id: str,
+        status: TaskStatus,
+        record_id: str,
+        message: str | None,
+        value: Any,
+    ) -> None:
+        """A call ended: :class:`TaskEnded`, built only if anyone listens; core is told
+        unless it saw the call end itself (before the call's first update)."""
+        if self.listened("task_ended", toolset_events):
+            ev = TaskEnded(call_id, status, record_id, message=message, value=value)
+            self.emit("task_ended", ev, toolset_events)
+        if record_id != call_id:
             self.core.ended(
-                call_id=ev.call_id,
-                status="cancelled" if ev.status == "timed_out" else ev.status,
-                message=ev.message,
+                call_id=call_id,
+                status="cancelled" if status == "timed_out" else status,
+                message=message,
             )
 
 

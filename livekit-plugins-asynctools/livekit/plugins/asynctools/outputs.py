@@ -24,7 +24,7 @@ from livekit.agents import Agent, llm
 from . import _compat
 from .context import AsyncRunContext, BackgroundResult
 from .delivery import Delivery
-from .events import DeliveryMode, TaskEnded
+from .events import DeliveryMode
 from .log import logger
 from .templates import CANCEL_REASON_SESSION_ENDED
 
@@ -136,14 +136,14 @@ class CallOutputs:
     def _ended(
         self, status: TaskStatus, record_id: str, message: str | None, value: Any = None
     ) -> None:
-        ev = TaskEnded(
+        self._scope.lifecycle.ended(
+            self._toolset_events,
             call_id=self.call_id,
             status=status,
             record_id=record_id,
             message=message,
             value=None if status == "error" else value,
         )
-        self._scope.lifecycle.ended(ev, self._toolset_events)
 
     def _deliver(
         self,
