@@ -127,11 +127,14 @@ async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float
 
 
 class CollectionTime:
-    """Passed as a burst's ``profiler``: the time the garbage collector took in the window,
-    by generation (``gc.callbacks``)."""
+    """Passed as a burst's ``profiler`` (or enabled around any window): the time the garbage
+    collector took in the window, by generation, and its longest collection
+    (``gc.callbacks``)."""
 
     def __init__(self) -> None:
         self.seconds = {0: 0.0, 1: 0.0, 2: 0.0}
+        self.longest = 0.0
+        """Seconds of the window's longest single collection."""
         self._started = 0.0
 
     @property
@@ -149,7 +152,21 @@ class CollectionTime:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        self.seconds[info["generation"]] += time.perf_counter() - self._started
+        took = time.perf_counter() - self._started
+        self.seconds[info["generation"]] += took
+        self.longest = max(self.longest, took)
+
+
+class CollectionOff:
+    """Passed as a burst's ``profiler``: automatic garbage collection is off for exactly the
+    window (``gc.disable()`` in it, ``gc.enable()`` after), so the window holds no
+    collection and none of the cache misses a collection leaves behind."""
+
+    def enable(self) -> None:
+        gc.disable()
+
+    def disable(self) -> None:
+        gc.enable()
 
 
 def item_cost(results: int) -> float:

@@ -176,6 +176,19 @@ async def burst_section(quick: bool, n: int) -> list[str]:
                 "x",
             ),
         ]
+        # the same windows with no collection in them at all (nor its after-effects)
+        off: dict[int, list[float]] = {1000: [], 10_000: []}
+        for _ in range(3):
+            for size in off:
+                t, _r = await bursts.burst("asynctools", size, profiler=bursts.CollectionOff())
+                off[size].append(t)
+        rows.append(
+            (
+                "10,000 / 1,000 results, automatic collection off in both windows",
+                {"asynctools": statistics.median(off[10_000]) / statistics.median(off[1000])},
+                "x",
+            )
+        )
     build = bursts.item_cost(1000)
     biggest = max(per_result)
     rows.append((f"per result at {biggest:,}", {"asynctools": per_result[biggest]}, "us"))
@@ -261,6 +274,9 @@ async def sessions_section(quick: bool) -> list[str]:
         ("event-loop lag, p50", pick("lag_p50"), "s"),
         ("event-loop lag, p99", pick("lag_p99"), "s"),
         ("event-loop lag, p99, same sessions idle", pick("idle_lag_p99"), "s"),
+        ("event-loop lag, longest", pick("lag_max"), "s"),
+        ("garbage collection in the window: full (generation 2)", pick("gc_full"), "s"),
+        ("garbage collection in the window: longest collection", pick("gc_longest"), "s"),
         ("CPU time per update (net of the idle sessions' CPU)", pick("cpu_per_update"), "us"),
         ("CPU use in the window (1 = one core)", pick("cpu_share"), "n"),
         ("replies per session (model requests after `go`)", pick("replies_per_session"), "n"),

@@ -41,6 +41,7 @@ import time
 import tracemalloc
 from typing import Any
 
+from bursts import CollectionTime
 from harness import Gate, build_tools
 
 from livekit.agents import Agent, llm
@@ -247,6 +248,8 @@ async def many_sessions(
 
         probe = _LagProbe()
         probe.start()
+        collections = CollectionTime()
+        collections.enable()
         if profiler is not None:
             profiler.enable()
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -264,6 +267,7 @@ async def many_sessions(
         cpu = time.process_time() - cpu0
         if profiler is not None:
             profiler.disable()
+        collections.disable()
         lags = await probe.stop()
         await asyncio.sleep(0.3)  # every call and reply is over: the sessions are idle
 
@@ -274,6 +278,9 @@ async def many_sessions(
         return {
             "lag_p50": _pct(lags, 0.5),
             "lag_p99": _pct(lags, 0.99),
+            "lag_max": max(lags),
+            "gc_full": collections.seconds[2],
+            "gc_longest": collections.longest,
             "idle_lag_p99": _pct(idle_lags, 0.99),
             "cpu_per_update": cpu_net / made,
             "cpu_net": cpu_net,
