@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness import RESULTS_MARKER, Gate, build_tools, end_timing, start_timing
@@ -102,9 +103,19 @@ class _Stream(llm.LLMStream):
         self._event_ch.send_nowait(ChatChunk(id="burst", delta=delta))
 
 
-async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float, int]:
+async def burst(
+    impl: str,
+    results: int,
+    *,
+    profiler: Any = None,
+    before_window: Callable[[], None] | None = None,
+) -> tuple[float, int]:
     """Seconds from N results released together to the reply that covers them all, and
-    the result replies asked for by then."""
+    the result replies asked for by then.
+
+    ``profiler`` (``enable()``, ``disable()``) is switched on for exactly the window;
+    ``before_window`` is called once the N calls run, before the heap is frozen for it.
+    """
     gate, model = Gate(), BurstLLM(results)
     session: AgentSession[Any] = AgentSession(llm=model)
     await session.start(Agent(instructions="bench", tools=build_tools(impl, gate)))
@@ -112,6 +123,8 @@ async def burst(impl: str, results: int, *, profiler: Any = None) -> tuple[float
         await session.run(user_input="go")
         model.released = True
         model.profiler = profiler
+        if before_window is not None:
+            before_window()
         start = start_timing()
         if profiler is not None:
             profiler.enable()
