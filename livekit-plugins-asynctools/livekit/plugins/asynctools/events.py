@@ -229,6 +229,15 @@ class TaskEvents(utils.EventEmitter[TaskEventName]):
         toolset.events.on("task_ended", lambda ev: print(ev.call_id, ev.status))
     """
 
+    def _may_have_listener(self, name: TaskEventName) -> bool:
+        """Whether ``name`` may have a listener here: the plugin builds an event only then.
+
+        ``_events`` is the registry of livekit-rtc's ``EventEmitter``, keyed by event name on
+        every supported release; ``off()`` may leave an empty entry (an event built for
+        nobody, as before).
+        """
+        return name in self._events
+
 
 _session_events: weakref.WeakKeyDictionary[AgentSession[Any], TaskEvents] = (
     weakref.WeakKeyDictionary()
@@ -276,14 +285,9 @@ class Lifecycle:
 
     def listened(self, name: TaskEventName, toolset_events: TaskEvents | None) -> bool:
         """Whether the session's or the toolset's emitter may have a listener of ``name``:
-        the events of every call are built only then.
-
-        ``_events`` is the registry of livekit-rtc's ``EventEmitter``, keyed by event name on
-        every supported release; ``off()`` may leave an empty entry (an event built for
-        nobody, as before).
-        """
-        return name in self.session_events._events or (
-            toolset_events is not None and name in toolset_events._events
+        the events of every call are built only then."""
+        return self.session_events._may_have_listener(name) or (
+            toolset_events is not None and toolset_events._may_have_listener(name)
         )
 
     def started(
@@ -351,7 +355,7 @@ class Lifecycle:
         listening = [
             events
             for events in dict.fromkeys((self.session_events, *toolsets))
-            if events is not None and name in events._events
+            if events is not None and events._may_have_listener(name)
         ]
         if listening:
             ev = ReplyEvent(status, update_ids, speech_id=speech_id, heard=heard)
