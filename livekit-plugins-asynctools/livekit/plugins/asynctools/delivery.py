@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from livekit.agents import llm, utils
+from livekit.agents import llm
 from livekit.agents.types import NOT_GIVEN
 
 from . import _compat
@@ -114,6 +114,8 @@ class DeliveryCoordinator:
         self._hold_owner: BackgroundCall | None = None
         self._spoken = asyncio.Event()
         self._closed = False
+        self._reply_errors = 0
+        self._on_error = self._on_reply_error
 
     @property
     def pending(self) -> int:
@@ -151,10 +153,12 @@ class DeliveryCoordinator:
             # the floor keeps watching from now (the call that submitted this may end in the
             # same step) until the loop is over
             self.floor.use()
-            self._speak_task.add_done_callback(self._done_with_floor)
+            self._speak_task.add_done_callback(self._speak_loop_ended)
 
-    def _done_with_floor(self, _: Any) -> None:
+    def _speak_loop_ended(self, task: asyncio.Task[None]) -> None:
         self.floor.done_with()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("deferred reply loop failed", exc_info=error)
 
     def _hurry(self) -> None:
         """A ``now`` delivery: stop waiting for a fully free conversation."""
@@ -182,13 +186,17 @@ class DeliveryCoordinator:
         if self._speak_task is not None:
             self._speak_task.cancel()
 
-    @utils.log_exceptions(logger=logger)
     async def _speak_loop(self) -> None:
-        # runs while something is pending, so an idle session holds no task of ours
+        # runs while something is pending, so an idle session holds no task of ours; what
+        # it raises is logged as it ends (_speak_loop_ended)
         resent: set[str] = set()
         failed_replies = 0
         while self._to_speak and not self._closed:
-            urgent = any(d.mode == "now" for d in self._to_speak)
+            urgent = False
+            for d in self._to_speak:
+                if d.mode == "now":
+                    urgent = True
+                    break
             self._waiting_for_floor = True
             try:
                 if urgent:
@@ -225,7 +233,12 @@ class DeliveryCoordinator:
             # nothing may be awaited between the floor being free and the reply being queued
             resent.clear()
             batch, self._to_speak = self._to_speak, []
-            if handoff := next((d for d in batch if d.handoff is not None), None):
+            handoff = None
+            for d in batch:
+                if d.handoff is not None:
+                    handoff = d
+                    break
+            if handoff is not None:
                 self._to_speak[:0] = [d for d in batch if d is not handoff]
                 self._hand_off(handoff)
                 continue
@@ -248,25 +261,22 @@ class DeliveryCoordinator:
         """Wait for ``handle`` to play ``batch``; False if it failed (the model, the TTS or
         the realtime model reported an error while it was generated and played, and the
         user did not interrupt it): its deliveries are pending again."""
-        ids = [d.call_id for d in batch]
-        toolsets = [d.call.toolset_events for d in batch if d.call is not None]
+        ids = []
+        toolsets = []
+        for d in batch:
+            ids.append(d.call_id)
+            if d.call is not None:
+                toolsets.append(d.call.toolset_events)
         self._lifecycle.reply("scheduled", ids, toolsets, speech_id=handle.id)
         self._in_flight, self._playing = batch, handle
-        errors: list[Any] = []
-
-        def on_error(ev: Any) -> None:
-            # core reports a failed generation or synthesis on the session, on every
-            # release; a reply that legitimately says nothing reports none
-            if type(getattr(ev, "error", None)).__name__ in _REPLY_ERRORS:
-                errors.append(ev)
-
-        self._session.on("error", on_error)
+        self._reply_errors = 0
+        self._session.on("error", self._on_error)
         try:
             await handle.wait_for_playout()
         finally:
-            self._session.off("error", on_error)
+            self._session.off("error", self._on_error)
             self._in_flight, self._playing = [], None
-        failed = not handle.interrupted and bool(errors)
+        failed = not handle.interrupted and self._reply_errors > 0
         if handle.interrupted or failed:
             heard = heard_text(handle)
             if failed:
@@ -294,6 +304,10 @@ class DeliveryCoordinator:
         self._spoken.clear()
         return not failed
 
+    def _on_reply_error(self, ev: Any) -> None:
+        if type(getattr(ev, "error", None)).__name__ in _REPLY_ERRORS:
+            self._reply_errors += 1
+
     def _hand_off(self, delivery: Delivery) -> None:
         assert delivery.handoff is not None
         try:
@@ -320,9 +334,9 @@ class DeliveryCoordinator:
 
     def _text(self, name: str, batch: Sequence[Delivery], **args: Any) -> str:
         """A reply-level text: the oldest call's settings, then the agent's and session's."""
-        call = next((d.call for d in batch if d.call is not None), None)
-        if call is not None:
-            return call.text(name, **args)
+        for d in batch:
+            if d.call is not None:
+                return d.call.text(name, **args)
         return text_for(name, args, self._session)
 
     # the floor, for ctx.foreground()
@@ -360,8 +374,11 @@ class DeliveryCoordinator:
         return self._feed.missing(rt_session, pending)
 
     def _ask_for_reply(self, batch: list[Delivery]) -> Any:
-        call_ids = [d.call_id for d in batch]
-        acts_on_result = any(d.is_result for d in batch)
+        call_ids = []
+        acts_on_result = False
+        for d in batch:
+            call_ids.append(d.call_id)
+            acts_on_result = acts_on_result or d.is_result
         instructions = self._text("reply", batch, pending_call_ids=call_ids)
         if self._interrupted is not None:
             ids, heard = self._interrupted

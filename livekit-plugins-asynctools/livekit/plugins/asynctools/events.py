@@ -265,6 +265,14 @@ def _forget(session: weakref.ref[AgentSession[Any]], _: Any) -> None:
         _session_events.pop(closed, None)
 
 
+_REPLY_EVENTS: dict[str, TaskEventName] = {
+    "scheduled": "reply_scheduled",
+    "heard": "reply_heard",
+    "interrupted": "reply_interrupted",
+    "not_given": "reply_not_given",
+}
+
+
 @dataclass(slots=True)
 class Lifecycle:
     """Reports one session's call lifecycle to the toolsets' and the session's listeners
@@ -351,12 +359,11 @@ class Lifecycle:
     ) -> None:
         """A deferred reply's progress: :class:`ReplyEvent`, built only if anyone listens;
         core is told where it has an event for it (1.8)."""
-        name: TaskEventName = f"reply_{status}"  # type: ignore[assignment]
-        listening = [
-            events
-            for events in dict.fromkeys((self.session_events, *toolsets))
-            if events is not None and events._may_have_listener(name)
-        ]
+        name = _REPLY_EVENTS[status]
+        listening: list[TaskEvents] = []
+        for events in (self.session_events, *toolsets):
+            if events is not None and events not in listening and events._may_have_listener(name):
+                listening.append(events)
         if listening:
             ev = ReplyEvent(status, update_ids, speech_id=speech_id, heard=heard)
             for events in listening:

@@ -143,37 +143,34 @@ class ConversationFloor:
         """
         self.use()
         try:
-            await self._wait_until_free()
+            while True:
+                self._changed.clear()
+                await _compat.wait_for_core_idle(self._session)
+                if (handoff := _compat.handoff_under_way(self._session)) is not None:
+                    await asyncio.wait([handoff])
+                    continue
+                if self._speeches and (unfinished := self._unfinished_speeches()):
+                    for speech in unfinished:
+                        await speech.wait_for_playout()
+                    continue
+
+                if self._session.user_state == "speaking":
+                    await self._changed.wait()
+                    continue
+                if self._turn_open:
+                    now = asyncio.get_running_loop().time()
+                    remaining = self._grace - (now - (self._user_stopped_at or now))
+                    if remaining > 0:
+                        try:
+                            await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+                        except asyncio.TimeoutError:
+                            pass
+                        continue
+                    # silence without a transcript: nothing will answer this turn
+                    self._turn_open = False
+                return
         finally:
             self.done_with()
-
-    async def _wait_until_free(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._changed.clear()
-            await _compat.wait_for_core_idle(self._session)
-            if await _compat.wait_for_handoff(self._session):
-                continue
-            if unfinished := self._unfinished_speeches():
-                for speech in unfinished:
-                    await speech.wait_for_playout()
-                continue
-
-            if self._session.user_state == "speaking":
-                await self._changed.wait()
-                continue
-            if self._turn_open:
-                stopped_at = self._user_stopped_at or loop.time()
-                remaining = self._grace - (loop.time() - stopped_at)
-                if remaining > 0:
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), timeout=remaining)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-                # silence without a transcript: nothing will answer this turn
-                self._turn_open = False
-            return
 
     async def wait_until_user_quiet(self) -> None:
         """Return once the user is not speaking and no agent handoff is under way (the wait

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from livekit.agents import Agent, llm
 
@@ -69,7 +69,7 @@ class CallOutputs:
 
     @property
     def _call(self) -> BackgroundCall:
-        return cast("BackgroundCall", self)
+        return self  # type: ignore[return-value]
 
     def _end(self, output: Any = None, *, cancelled: bool = False) -> None:
         for timer in self._timers:
@@ -85,8 +85,11 @@ class CallOutputs:
             if self._held is None:
                 self._scope.delivery.floor.done_with()
             callbacks, self._done_callbacks = self._done_callbacks, None
-            for callback in done_callbacks(callbacks):
-                callback(self._call)
+            if isinstance(callbacks, tuple):
+                for callback in callbacks:
+                    callback(self._call)
+            elif callbacks is not None:
+                callbacks(self._call)
 
     def _record_end(self, output: Any) -> None:
         mode: DeliveryMode = "idle"
@@ -103,7 +106,7 @@ class CallOutputs:
             self._deliver(record, None, exception=output, mode=mode)
             self._ended("error", record, None)
             return
-        if output is None or _is_agent(output):
+        if output is None or isinstance(output, Agent):
             # the model must learn the task is over, even when it says nothing more
             said = self.text(
                 "finished_without_result",
@@ -154,11 +157,12 @@ class CallOutputs:
         is_result: bool = True,
         mode: DeliveryMode = "idle",
     ) -> None:
+        if self._held is None and self._ctx.speech_handle.done():
+            self._submit(call_id, output, exception, is_result, mode)
+            return
         outcome = _Outcome(call_id, output, exception, is_result, mode)
         if self._held is not None:
             self._held.append(outcome)
-        elif self._ctx.speech_handle.done():
-            self._submit(outcome)
         else:
             # core records the first output when the speech that answered it is done:
             # until then later outputs wait, so the chat keeps the order things happened in
@@ -168,22 +172,27 @@ class CallOutputs:
     def _release_held(self, _: Any) -> None:
         held, self._held = self._held or [], None
         for outcome in held:
-            self._submit(outcome)
+            self._submit(*outcome)
         if self._done_callbacks is None:  # ended while these waited: _end kept the floor
             self._scope.delivery.floor.done_with()
 
-    def _submit(self, outcome: _Outcome) -> None:
+    def _submit(
+        self,
+        call_id: str,
+        output: Any,
+        exception: BaseException | None,
+        is_result: bool,
+        mode: DeliveryMode,
+    ) -> None:
         # built now, not when the tool produced it: items are ordered by creation time
         fnc_call = llm.FunctionCall(
-            call_id=outcome.call_id,
+            call_id=call_id,
             name=self.function_call.name,
             arguments=self.function_call.arguments,
             # validation copies the dict: the item never shares it with the model's call
             extra=self.function_call.extra,
         )
-        out = _compat.make_tool_output(
-            fnc_call=fnc_call, output=outcome.output, exception=outcome.exception
-        )
+        out = _compat.make_tool_output(fnc_call=fnc_call, output=output, exception=exception)
         if out.fnc_call_out is None:  # an output core refuses (e.g. several agents)
             out = _compat.make_tool_output(
                 fnc_call=fnc_call, output=None, exception=llm.ToolError("invalid tool output")
@@ -192,9 +201,9 @@ class CallOutputs:
         self._scope.delivery.submit(
             Delivery(
                 items=[out.fnc_call, out.fnc_call_out],
-                call_id=outcome.call_id,
-                is_result=outcome.is_result,
-                mode=outcome.mode,
+                call_id=call_id,
+                is_result=is_result,
+                mode=mode,
                 call=self._call,
                 handoff=out.agent_task,
             )
@@ -240,7 +249,3 @@ class _Outcome(NamedTuple):
     exception: BaseException | None
     is_result: bool
     mode: DeliveryMode
-
-
-def _is_agent(output: Any) -> bool:
-    return isinstance(output, Agent)

@@ -65,8 +65,9 @@ class SessionScope:
 
     def unregister(self, call: BackgroundCall) -> None:
         """Forget a call that ended."""
-        if self._calls.get(call.call_id) is call:
-            del self._calls[call.call_id]
+        call_id = call.call_id
+        if self._calls.get(call_id) is call:
+            del self._calls[call_id]
 
     def _on_session_close(self, _: Any) -> None:
         session = self._session()

@@ -416,13 +416,16 @@ def text_for(
     """The text ``name`` with ``args``, from the most specific setting: the call's
     (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
     then the module default."""
-    layers = (
-        templates_of(ctx) if ctx is not None else None,
-        tool,
-        toolset,
-        templates_of(session.current_agent),
-        templates_of(session),
-    )
+    if _configured:
+        layers: tuple[Templates | None, ...] = (
+            templates_of(ctx) if ctx is not None else None,
+            tool,
+            toolset,
+            templates_of(session.current_agent),
+            templates_of(session),
+        )
+    else:  # nothing set on any session, agent or call: no lookups
+        layers = (tool, toolset)
     return render(resolve(name, layers), args)
 
 

@@ -106,6 +106,7 @@ __all__ = [
     "session_is_closing",
     "SessionClosing",
     "wait_for_handoff",
+    "handoff_under_way",
     "speeches_under_way",
     "add_to_local_chat",
     "replace_in_local_chat",
@@ -225,11 +226,18 @@ async def wait_for_handoff(session: AgentSession[Any]) -> bool:
     While the old activity drains, core refuses new speech (1.5 even leaves a broken
     generation behind), and its idle wait may already report idle.
     """
-    handoff = getattr(session, "_update_activity_atask", None)
-    if isinstance(handoff, asyncio.Task) and not handoff.done():
+    if (handoff := handoff_under_way(session)) is not None:
         await asyncio.wait([handoff])
         return True
     return False
+
+
+def handoff_under_way(session: AgentSession[Any]) -> asyncio.Task[Any] | None:
+    """The task of an agent handoff in progress, or None (see :func:`wait_for_handoff`)."""
+    handoff = getattr(session, "_update_activity_atask", None)
+    if isinstance(handoff, asyncio.Task) and not handoff.done():
+        return handoff
+    return None
 
 
 def speeches_under_way(session: AgentSession[Any]) -> list[SpeechHandle]:
