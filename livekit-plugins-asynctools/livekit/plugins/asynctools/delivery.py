@@ -49,8 +49,6 @@ RECEIPT_KEY = "lk.asynctools.receipt"
 """Key of the receipt in the ``extra`` of a delivered function call: ``heard``,
 ``interrupted`` (given again later) or ``not_given`` (the session ended first)."""
 
-_REPLY_ERRORS = ("LLMError", "TTSError", "RealtimeModelError")
-
 MAX_FAILED_REPLIES = 2
 """How many deferred replies in a row may fail (the model or the TTS raised, so nothing
 played out) before the coordinator stops asking again; their deliveries then stay pending
@@ -114,8 +112,6 @@ class DeliveryCoordinator:
         self._hold_owner: BackgroundCall | None = None
         self._spoken = asyncio.Event()
         self._closed = False
-        self._reply_errors = 0
-        self._on_error = self._on_reply_error
 
     @property
     def pending(self) -> int:
@@ -269,14 +265,13 @@ class DeliveryCoordinator:
                 toolsets.append(d.call.toolset_events)
         self._lifecycle.reply("scheduled", ids, toolsets, speech_id=handle.id)
         self._in_flight, self._playing = batch, handle
-        self._reply_errors = 0
-        self._session.on("error", self._on_error)
+        # the floor watches the session until the speak loop is over (see submit)
+        errors = self.floor.reply_errors
         try:
             await handle.wait_for_playout()
         finally:
-            self._session.off("error", self._on_error)
             self._in_flight, self._playing = [], None
-        failed = not handle.interrupted and self._reply_errors > 0
+        failed = not handle.interrupted and self.floor.reply_errors > errors
         if handle.interrupted or failed:
             heard = heard_text(handle)
             if failed:
@@ -303,10 +298,6 @@ class DeliveryCoordinator:
         self._spoken.set()
         self._spoken.clear()
         return not failed
-
-    def _on_reply_error(self, ev: Any) -> None:
-        if type(getattr(ev, "error", None)).__name__ in _REPLY_ERRORS:
-            self._reply_errors += 1
 
     def _hand_off(self, delivery: Delivery) -> None:
         assert delivery.handoff is not None

@@ -13,8 +13,11 @@ by the rest of the turn. :class:`ConversationFloor` adds what core leaves out:
   with the tool reply, so the floor waits until every speech it saw created is done.
 
 The floor watches the session only while someone needs it (:meth:`ConversationFloor.use`):
-a running call, a pending reply, a wait. An idle session, however many calls it ran,
-keeps no listener of ours on its events, so its emits cost what core's own listeners cost.
+a running call, a pending reply, a wait. While it watches, it also counts the failed
+generations and syntheses core reports (:attr:`ConversationFloor.reply_errors`), so a
+deferred reply learns it failed without a listener of its own. An idle session, however
+many calls it ran, keeps no listener of ours on its events, so its emits cost what core's
+own listeners cost.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ USER_TURN_GRACE = 2.0
 a user turn that nothing committed or answered is considered over."""
 
 _BUSY_AGENT_STATES = ("thinking", "speaking")
+_REPLY_ERRORS = ("LLMError", "TTSError", "RealtimeModelError")
 
 _ONE_EVENT = inspect.Signature([inspect.Parameter("ev", inspect.Parameter.POSITIONAL_ONLY)])
 
@@ -94,7 +98,11 @@ class ConversationFloor:
             ("agent_state_changed", _Listener(self._on_agent_state_changed)),
             ("conversation_item_added", _Listener(self._on_conversation_item_added)),
             ("user_input_transcribed", _Listener(self._on_user_input_transcribed)),
+            ("error", _Listener(self._on_error)),
         )
+        self.reply_errors = 0
+        """Failed generations or syntheses core reported while the floor watched (a reply
+        compares it before and after it plays)."""
 
     def use(self) -> None:
         """Someone needs the floor from now on: watch the session until :meth:`done_with`."""
@@ -223,6 +231,12 @@ class ConversationFloor:
             # the agent is answering: core's idle wait now covers the rest of the turn
             self._turn_open = False
         self._changed.set()
+
+    def _on_error(self, ev: Any) -> None:
+        # core reports a failed generation or synthesis on the session, on every release;
+        # a reply that legitimately says nothing reports none
+        if type(getattr(ev, "error", None)).__name__ in _REPLY_ERRORS:
+            self.reply_errors += 1
 
     def _on_conversation_item_added(self, ev: Any) -> None:
         if getattr(ev.item, "role", None) == "user":
