@@ -184,7 +184,8 @@ class DeliveryCoordinator:
 
     async def _speak_loop(self) -> None:
         # runs while something is pending, so an idle session holds no task of ours; what
-        # it raises is logged as it ends (_speak_loop_ended)
+        # it raises is logged as it ends (_speak_loop_ended). Every delivery passes here:
+        # the batch is searched with plain loops, which build no generator each time.
         resent: set[str] = set()
         failed_replies = 0
         while self._to_speak and not self._closed:
