@@ -141,20 +141,26 @@ class LiveKitServer:
         except FileNotFoundError:
             return "(no log)"
 
-    def stop(self, *, timeout: float = 5.0) -> None:
+    def stop(self, *, timeout: float = 5.0, grace: float | None = None) -> None:
         """Stop the server and wait until its process is gone.
 
         SIGTERM first; the server then waits for participants to leave, so a second SIGTERM
         forces it; SIGKILL when that does not work either. Safe to call twice.
+
+        Args:
+            timeout: Seconds to wait after each later signal.
+            grace: Seconds to wait after the first SIGTERM (``timeout`` when not given).
         """
+        signals = (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL)
+        waits = (timeout if grace is None else grace, timeout, timeout)
         try:
-            for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+            for sig, wait in zip(signals, waits, strict=True):
                 if self.process.poll() is not None:
                     break
                 with contextlib.suppress(ProcessLookupError):
                     self.process.send_signal(sig)
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout=timeout)
+                    self.process.wait(timeout=wait)
             self.process.wait(timeout=timeout)
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)

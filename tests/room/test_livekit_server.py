@@ -80,24 +80,28 @@ def test_stop_leaves_no_process_behind() -> None:
         urllib.request.urlopen(server.http_url + "/", timeout=5)
 
 
-# the rtc SDK logs the server going away under it, and its attempts to resume, as errors
+# the rtc SDK logs the server going away under it, and its attempts to resume or restart
+# the connection, as errors
 @pytest.mark.expected_log_errors(
-    "closed unexpectedly", "resuming connection", "failed to reconnect"
+    "closed unexpectedly", "resuming connection", "restarting connection", "failed to reconnect"
 )
 async def test_stop_forces_a_server_a_participant_is_still_in() -> None:
     """A room left connected cannot hang the server's stop: a second SIGTERM forces it.
 
-    The client's data channels then close under it, which the rtc SDK logs as errors.
+    The first SIGTERM is given half a second (the server waits for the participant, so it
+    does not exit); the second is given as long as the server may need on a loaded
+    machine, and it exits cleanly in that time. The client's data channels then close
+    under it, which the rtc SDK logs as errors.
     """
     server = start_server()
     room = rtc.Room()
     await room.connect(server.url, server.token(identity="left-behind", room="stop"))
     try:
         started = time.monotonic()
-        await asyncio.to_thread(server.stop, timeout=0.5)
+        await asyncio.to_thread(server.stop, grace=0.5, timeout=10.0)
         elapsed = time.monotonic() - started
     finally:
         await room.disconnect()
 
     assert server.process.returncode == 0  # a clean exit, not the SIGKILL fallback
-    assert 0.5 <= elapsed < 2.5
+    assert 0.5 <= elapsed < 10.5
