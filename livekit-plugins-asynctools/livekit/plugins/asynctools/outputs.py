@@ -85,11 +85,8 @@ class CallOutputs:
             if self._held is None:
                 self._scope.delivery.floor.done_with()
             callbacks, self._done_callbacks = self._done_callbacks, None
-            if isinstance(callbacks, tuple):
-                for callback in callbacks:
-                    callback(self._call)
-            elif callbacks is not None:
-                callbacks(self._call)
+            for callback in done_callbacks(callbacks):
+                callback(self._call)
 
     def _record_end(self, output: Any) -> None:
         mode: DeliveryMode = "idle"
