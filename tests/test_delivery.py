@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from livekit.agents import AgentSession, function_tool
 from livekit.agents.llm.tool_context import ToolFlag
 from livekit.agents.voice import events as voice_events
@@ -91,6 +93,54 @@ async def test_results_arriving_while_a_reply_is_generated_go_into_the_next_one(
         ["c1_update_1"],
         ["c1_finished"],
     ]
+
+
+async def test_a_result_waits_while_a_deferred_reply_runs_a_tool() -> None:
+    """A deferred reply that calls a tool is not over while the tool runs (core counts the
+    agent as idle then): a result that lands meanwhile is spoken after the tool's answer."""
+    gates = Gates()
+    weather_running = asyncio.Event()
+
+    @function_tool
+    async def check_weather(city: str) -> str:
+        """The weather in the city."""
+        weather_running.set()
+        await gates.wait("weather")
+        return f"Sunny in {city}"
+
+    scripted = respond_to(
+        {
+            "book": call("book_flight", "c1", destination="Tokyo"),
+            "hotel": call("reserve_hotel", "h1", city="Tokyo"),
+        }
+    )
+
+    def respond(req: LLMRequest) -> Reply | None:
+        last = req.last_item
+        if (
+            last.type == "message"
+            and req.mentions(RESULTS_MARKER)
+            and "c1_finished" in new_results(req)
+        ):
+            return call("check_weather", "w1", city="Tokyo")
+        return scripted(req)
+
+    model = ScriptedLLM(responder=respond)
+    trip = AsyncToolset(id="trip", tools=[Flights(gates), Hotels(gates)])
+    agent = TravelAgent(tools=[trip, check_weather])
+    async with text_session(agent, llm=model) as (session, log):
+        await session.run(user_input="book")
+        await session.run(user_input="hotel")
+        gates.open("found", "booked")
+        await weather_running.wait()
+        gates.open("hotel")
+        await asyncio.sleep(0.3)
+        asked_while_the_tool_ran = [new_results(r) for r in results_requests(model.requests)]
+        gates.open("weather")
+        await log.wait_for(lambda _: "Update: h1_finished" in log.heard)
+
+    assert asked_while_the_tool_ran == [["c1_update_1", "c1_finished"]]
+    assert log.heard == ["ack c1", "ack h1", "ack w1", "Update: h1_finished"]
 
 
 async def test_a_burst_of_results_is_added_to_the_chat_in_order_and_spoken_once() -> None:

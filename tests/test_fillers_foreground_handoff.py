@@ -38,6 +38,7 @@ from livekit.plugins.asynctools.testing import (
 from livekit.plugins.asynctools.testing.audio import voice_session
 
 from .travel import (
+    RESULTS_MARKER,
     Gates,
     Hotels,
     TravelAgent,
@@ -375,6 +376,49 @@ async def test_a_held_floor_keeps_other_results_out_of_the_question_and_its_answ
     assert after_question[0] == "Thank you."
     assert "h1_finished" in after_question[1]
     assert "paid" in output_of(model.requests[-1], "p1_finished")
+
+
+async def test_a_held_floor_waits_while_a_deferred_reply_runs_a_tool() -> None:
+    """A deferred reply that calls a tool is not over while the tool runs (core counts the
+    agent as idle then): a call that takes the floor meanwhile asks its question only
+    after the tool's answer is spoken."""
+    gates = Gates()
+    payments = Payments(gates)
+    weather_running = asyncio.Event()
+
+    @function_tool
+    async def check_weather(city: str) -> str:
+        """The weather in the city."""
+        weather_running.set()
+        await gates.wait("weather")
+        return f"Sunny in {city}"
+
+    scripted = ask_responder({"yes": Reply(text="Thank you.")})
+
+    def respond(req: LLMRequest) -> Reply | None:
+        if req.last_item.type == "message" and req.mentions(RESULTS_MARKER):
+            if "h1_finished" in new_results(req):
+                return call("check_weather", "w1", city="Rome")
+        return scripted(req)
+
+    model = ScriptedLLM(responder=respond)
+    trip = AsyncToolset(id="trip", tools=[payments, Hotels(gates)])
+    agent = TravelAgent(tools=[trip, check_weather])
+    async with text_session(agent, llm=model) as (session, log):
+        await session.run(user_input="pay and hotel")
+        gates.open("hotel")
+        await weather_running.wait()
+        gates.open("ready")  # the payment takes the floor while the weather tool runs
+        await asyncio.sleep(0.3)
+        heard_while_the_tool_ran = list(log.heard)
+        gates.open("weather")
+        await log.wait_for(lambda _: QUESTION in log.heard)
+        await session.run(user_input="yes")
+        await log.wait_for(lambda _: any("p1_finished" in h for h in log.heard))
+
+    assert QUESTION not in heard_while_the_tool_ran
+    assert log.heard.index("ack w1") < log.heard.index(QUESTION)
+    assert payments.answers == ["yes"]
 
 
 async def test_a_question_the_user_talked_over_before_hearing_it_is_asked_again() -> None:

@@ -24,6 +24,7 @@ There is one :class:`DeliveryCoordinator` per ``AgentSession``, shared by every
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -268,8 +269,12 @@ class DeliveryCoordinator:
         self._in_flight, self._playing = batch, handle
         # the floor watches the session until the speak loop is over (see submit)
         errors = self.floor.reply_errors
+        played: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # the handle's done callback, not wait_for_playout(): that wraps the same wait in a
+        # coroutine, a check for a tool waiting on its own speech, and a shield
+        handle.add_done_callback(functools.partial(_set_played, played))
         try:
-            await handle.wait_for_playout()
+            await played
         finally:
             self._in_flight, self._playing = [], None
         failed = not handle.interrupted and self.floor.reply_errors > errors
@@ -377,7 +382,7 @@ class DeliveryCoordinator:
             note = self._text("reply_interrupted", batch, call_ids=ids, heard=heard)
             instructions = f"{instructions}\n{note}"
         try:
-            return self._session.generate_reply(
+            return self.floor.generate_reply(
                 instructions=instructions,
                 tool_choice=NOT_GIVEN if acts_on_result else "none",
             )
@@ -385,6 +390,11 @@ class DeliveryCoordinator:
             if _compat.session_is_closing(self._session):
                 return None
             raise
+
+
+def _set_played(played: asyncio.Future[None], _: SpeechHandle) -> None:
+    if not played.done():  # not when the speak loop was cancelled meanwhile
+        played.set_result(None)
 
 
 def heard_text(handle: SpeechHandle) -> str:
