@@ -393,13 +393,13 @@ class BackgroundCall(CallOutputs):
         A ``now`` answer interrupts the model where the provider schedules the call's
         response itself (Gemini Live under ``NON_BLOCKING``).
         """
-        if self._answered():
+        waiting = self._first_output
+        if waiting is None or waiting.done():  # answered already
             return False
-        assert self._first_output is not None
         if error:
-            self._first_output.set_exception(answer)
+            waiting.set_exception(answer)
         else:
-            self._first_output.set_result(answer)
+            waiting.set_result(answer)
         if mode == "now":
             _compat.interrupt_with_response(self._ctx.session, self._ctx.speech_handle)
         return True

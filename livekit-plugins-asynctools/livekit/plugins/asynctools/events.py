@@ -279,11 +279,12 @@ class Lifecycle:
     and, on 1.6+, to core's ``tool_execution_updated``."""
 
     session_events: TaskEvents
-    core: _compat.ToolLifecycle
+    core: _compat.ToolLifecycle | None
+    """Core's tool events, on releases that have them (1.6+)."""
 
     @staticmethod
     def of(session: AgentSession[Any]) -> Lifecycle:
-        return Lifecycle(session_events=task_events(session), core=_compat.ToolLifecycle(session))
+        return Lifecycle(session_events=task_events(session), core=_compat.tool_lifecycle(session))
 
     def emit(self, name: TaskEventName, ev: Any, toolset_events: TaskEvents | None) -> None:
         """Send ``ev`` to the session's listeners and the toolset's."""
@@ -340,7 +341,7 @@ class Lifecycle:
                 progress=progress,
             )
             self.emit("task_updated", ev, toolset_events)
-        if update_id != call_id:
+        if update_id != call_id and self.core is not None:
             self.core.updated(
                 entry_id=update_id,
                 call_id=call_id,
@@ -368,7 +369,8 @@ class Lifecycle:
             ev = ReplyEvent(status, update_ids, speech_id=speech_id, heard=heard)
             for events in listening:
                 events.emit(name, ev)
-        self.core.reply(update_ids=update_ids, status=status, speech_id=speech_id)
+        if self.core is not None:
+            self.core.reply(update_ids=update_ids, status=status, speech_id=speech_id)
 
     def ended(
         self,
@@ -385,7 +387,7 @@ class Lifecycle:
         if self.listened("task_ended", toolset_events):
             ev = TaskEnded(call_id, status, record_id, message=message, value=value)
             self.emit("task_ended", ev, toolset_events)
-        if record_id != call_id:
+        if record_id != call_id and self.core is not None:
             self.core.ended(
                 call_id=call_id,
                 status="cancelled" if status == "timed_out" else status,

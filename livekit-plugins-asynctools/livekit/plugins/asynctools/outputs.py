@@ -31,7 +31,7 @@ from .templates import CANCEL_REASON_SESSION_ENDED
 if TYPE_CHECKING:
     from .background import BackgroundCall
     from .events import TaskEvents, TaskStatus
-    from .policy import EffectivePolicy
+    from .policy import EffectivePolicy, Filler
     from .session_scope import SessionScope
 
 
@@ -46,6 +46,7 @@ class CallOutputs:
 
     function_call: llm.FunctionCall
     policy: EffectivePolicy
+    filler: Filler | None
     _toolset_events: TaskEvents | None
     _last_heard: bool | None
     _timers: tuple[asyncio.TimerHandle, ...]
@@ -67,16 +68,14 @@ class CallOutputs:
             self, answer: Any, *, error: bool = False, mode: DeliveryMode = "idle"
         ) -> bool: ...
 
-    @property
-    def _call(self) -> BackgroundCall:
-        return self  # type: ignore[return-value]
-
     def _end(self, output: Any = None, *, cancelled: bool = False) -> None:
+        call: BackgroundCall = self  # type: ignore[assignment]  # this half of one
         for timer in self._timers:
             timer.cancel()
         self._timers = ()
         try:
-            self._scope.delivery.fillers.forget(self._call)
+            if self.filler is not None:
+                self._scope.delivery.fillers.forget(call)
             if cancelled:
                 self._record_cancellation()
             else:
@@ -86,19 +85,20 @@ class CallOutputs:
                 self._scope.delivery.floor.done_with()
             callbacks, self._done_callbacks = self._done_callbacks, None
             for callback in done_callbacks(callbacks):
-                callback(self._call)
+                callback(call)
 
     def _record_end(self, output: Any) -> None:
         mode: DeliveryMode = "idle"
         if isinstance(output, BackgroundResult):
             output, mode = output.output, output.delivery
         is_error = isinstance(output, BaseException)
+        call_id = self.function_call.call_id
         if self._answer_now(output, error=is_error, mode=mode):
             # finished without an update: it was an ordinary tool call after all
-            self._ended("error" if is_error else "done", self.call_id, None, output)
+            self._ended("error" if is_error else "done", call_id, None, output)
             return
 
-        record = f"{self.call_id}_finished"
+        record = f"{call_id}_finished"
         if is_error:
             self._deliver(record, None, exception=output, mode=mode)
             self._ended("error", record, None)
@@ -108,7 +108,7 @@ class CallOutputs:
             said = self.text(
                 "finished_without_result",
                 function_name=self.function_call.name,
-                call_id=self.call_id,
+                call_id=call_id,
             )
             output = said if output is None else (output, said)
         self._deliver(record, output, mode=mode)
@@ -138,7 +138,7 @@ class CallOutputs:
     ) -> None:
         self._scope.lifecycle.ended(
             self._toolset_events,
-            call_id=self.call_id,
+            call_id=self.function_call.call_id,
             status=status,
             record_id=record_id,
             message=message,
@@ -201,7 +201,7 @@ class CallOutputs:
                 call_id=call_id,
                 is_result=is_result,
                 mode=mode,
-                call=self._call,
+                call=self,  # type: ignore[arg-type]  # BackgroundCall's half
                 handoff=out.agent_task,
             )
         )

@@ -65,7 +65,7 @@ class SessionScope:
 
     def unregister(self, call: BackgroundCall) -> None:
         """Forget a call that ended."""
-        call_id = call.call_id
+        call_id = call.function_call.call_id
         if self._calls.get(call_id) is call:
             del self._calls[call_id]
 

@@ -32,8 +32,35 @@ class ToolSteps(Coroutine[Any, Any, None]):
     def __init__(self, call: BackgroundCall) -> None:
         self._call = call
 
-    def send(self, value: Any) -> Any:
-        return self._step(value, None)
+    def send(self, value: Any, error: tuple[Any, ...] | None = None) -> Any:
+        # one step: ``value`` sent to the tool, or ``error`` thrown into it (see throw); a
+        # step is this one frame, as asyncio calls send() on each of the tool's steps
+        call = self._call
+        if call._done_callbacks is None:
+            # cancelled before its first step: cancel_now closed the tool and recorded the end
+            raise asyncio.CancelledError
+        try:
+            if error is None:
+                return call._tool_call.send(value)
+            return call._tool_call.throw(*error)
+        except StopIteration as e:
+            output = e.value
+        except asyncio.CancelledError:
+            try:
+                call._end(cancelled=True)
+            finally:
+                call._scope.unregister(call)
+            raise
+        except Exception as e:
+            if call._answered():  # before that, core reports it like any tool error
+                call._log_failure(e)
+            output = e
+        except BaseException:
+            call._scope.unregister(call)
+            raise
+        call._scope.unregister(call)
+        call._end(output)
+        raise StopIteration  # the task's result is None: every outcome is recorded above
 
     def throw(
         self,
@@ -41,7 +68,7 @@ class ToolSteps(Coroutine[Any, Any, None]):
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        return self._step(None, (typ,) if val is None and tb is None else (typ, val, tb))
+        return self.send(None, (typ,) if val is None and tb is None else (typ, val, tb))
 
     def close(self) -> None:
         if self._call._done_callbacks is None:
@@ -70,31 +97,3 @@ class ToolSteps(Coroutine[Any, Any, None]):
     @property
     def cr_running(self) -> bool:
         return bool(self._call._tool_call.cr_running)
-
-    def _step(self, value: Any, error: tuple[Any, ...] | None) -> Any:
-        call = self._call
-        if call._done_callbacks is None:
-            # cancelled before its first step: cancel_now closed the tool and recorded the end
-            raise asyncio.CancelledError
-        try:
-            if error is None:
-                return call._tool_call.send(value)
-            return call._tool_call.throw(*error)
-        except StopIteration as e:
-            output = e.value
-        except asyncio.CancelledError:
-            try:
-                call._end(cancelled=True)
-            finally:
-                call._scope.unregister(call)
-            raise
-        except Exception as e:
-            if call._answered():  # before that, core reports it like any tool error
-                call._log_failure(e)
-            output = e
-        except BaseException:
-            call._scope.unregister(call)
-            raise
-        call._scope.unregister(call)
-        call._end(output)
-        raise StopIteration  # the task's result is None: every outcome is recorded above

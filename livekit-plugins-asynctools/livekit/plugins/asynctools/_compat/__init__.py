@@ -120,6 +120,7 @@ __all__ = [
     "release_provider_update",
     "interrupt_with_response",
     "ToolLifecycle",
+    "tool_lifecycle",
     "silent_tool_answer",
 ]
 
@@ -297,6 +298,13 @@ _CORE_REPLY_STATUS = {
 }
 
 
+def tool_lifecycle(session: AgentSession[Any]) -> ToolLifecycle | None:
+    """Core's tool events for ``session``'s background calls; None on a release without
+    them (1.5.x), so that the plugin's own events cost no call into this layer there."""
+    lifecycle = ToolLifecycle(session)
+    return lifecycle if lifecycle.reports else None
+
+
 class ToolLifecycle:
     """Reports a background call's progress and end through core's tool events (1.6+).
 
@@ -330,6 +338,11 @@ class ToolLifecycle:
         # probed once per session, not per update: 1.8 added both
         self._updates_carry_silent = "silent" in events.ToolCallUpdated.model_fields
         self._reply_event = getattr(events, "ToolReplyUpdated", None)
+
+    @property
+    def reports(self) -> bool:
+        """Whether this release has core's tool events (1.6+)."""
+        return self._emit is not None
 
     def updated(self, *, entry_id: str, call_id: str, message: str, silent: bool) -> None:
         """A progress update after the first one (``silent`` where core knows it, 1.8)."""
