@@ -109,16 +109,24 @@ async def burst(
     *,
     profiler: Any = None,
     before_window: Callable[[], None] | None = None,
+    history: int = 0,
 ) -> tuple[float, int]:
     """Seconds from N results released together to the reply that covers them all, and
     the result replies asked for by then.
 
     ``profiler`` (``enable()``, ``disable()``) is switched on for exactly the window;
     ``before_window`` is called once the N calls run, before the heap is frozen for it.
+    ``history`` earlier turns (a user message and the agent's answer each) are in the
+    agent's chat from the start.
     """
     gate, model = Gate(), BurstLLM(results)
     session: AgentSession[Any] = AgentSession(llm=model)
-    await session.start(Agent(instructions="bench", tools=build_tools(impl, gate)))
+    chat_ctx = llm.ChatContext()
+    for turn in range(history):
+        chat_ctx.add_message(role="user", content=f"earlier question {turn}")
+        chat_ctx.add_message(role="assistant", content=f"earlier answer {turn}")
+    agent = Agent(instructions="bench", tools=build_tools(impl, gate), chat_ctx=chat_ctx)
+    await session.start(agent)
     try:
         await session.run(user_input="go")
         model.released = True

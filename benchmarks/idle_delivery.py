@@ -11,6 +11,7 @@ Usage::
     python benchmarks/idle_delivery.py                         # asynctools against core
     python benchmarks/idle_delivery.py --samples 40 --impls asynctools,core_cancellable
     python benchmarks/idle_delivery.py --callgrind ./libtoggle.so --impls asynctools
+    python benchmarks/idle_delivery.py --history 50   # 50 earlier turns in the chat
 
 With ``--callgrind`` (see ``callcounts.py``), collection is switched on for exactly the
 windows; the instruction count of the output file / ``--samples`` is the count a window.
@@ -51,13 +52,14 @@ async def main(args: argparse.Namespace) -> None:
     toggle = ctypes.CDLL(args.callgrind).cg_toggle if args.callgrind else None
     for impl in impls:
         for _ in range(3):
-            await bursts.burst(impl, 1)
+            await bursts.burst(impl, 1, history=args.history)
     wall: dict[str, list[float]] = {i: [] for i in impls}
     cpu: dict[str, list[float]] = {i: [] for i in impls}
     for k in range(args.samples):
         for impl in impls if k % 2 == 0 else impls[::-1]:
             window = _Window(toggle)
-            wall[impl].append((await bursts.burst(impl, 1, profiler=window))[0])
+            burst = await bursts.burst(impl, 1, profiler=window, history=args.history)
+            wall[impl].append(burst[0])
             cpu[impl].append(window.cpu)
     first = impls[0]
     for impl in impls:
@@ -73,5 +75,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impls", default="asynctools,core", help="comma-separated")
     parser.add_argument("--samples", type=int, default=40, help="windows per implementation")
+    parser.add_argument("--history", type=int, default=0, help="earlier turns in the chat")
     parser.add_argument("--callgrind", help="library with cg_toggle() (see callcounts.py)")
     asyncio.run(main(parser.parse_args()))
