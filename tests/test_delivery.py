@@ -28,6 +28,7 @@ from .travel import (
     new_results,
     respond_to,
     results_requests,
+    weather_tool,
 )
 
 
@@ -99,14 +100,7 @@ async def test_a_result_waits_while_a_deferred_reply_runs_a_tool() -> None:
     """A deferred reply that calls a tool is not over while the tool runs (core counts the
     agent as idle then): a result that lands meanwhile is spoken after the tool's answer."""
     gates = Gates()
-    weather_running = asyncio.Event()
-
-    @function_tool
-    async def check_weather(city: str) -> str:
-        """The weather in the city."""
-        weather_running.set()
-        await gates.wait("weather")
-        return f"Sunny in {city}"
+    check_weather, weather_running = weather_tool(gates)
 
     scripted = respond_to(
         {

@@ -47,6 +47,7 @@ from .travel import (
     output_of,
     respond_to,
     results_requests,
+    weather_tool,
 )
 
 LINES = ("Still on it.", "Almost there.")
@@ -384,14 +385,7 @@ async def test_a_held_floor_waits_while_a_deferred_reply_runs_a_tool() -> None:
     after the tool's answer is spoken."""
     gates = Gates()
     payments = Payments(gates)
-    weather_running = asyncio.Event()
-
-    @function_tool
-    async def check_weather(city: str) -> str:
-        """The weather in the city."""
-        weather_running.set()
-        await gates.wait("weather")
-        return f"Sunny in {city}"
+    check_weather, weather_running = weather_tool(gates)
 
     scripted = ask_responder({"yes": Reply(text="Thank you.")})
 

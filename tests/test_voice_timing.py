@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from livekit.agents import function_tool
 from livekit.plugins.asynctools.testing import Reply, ScriptedLLM, eventually
 from livekit.plugins.asynctools.testing.audio import voice_session
 
-from .travel import Flights, Gates, TravelAgent, call, respond_to, results_requests
+from .travel import Flights, Gates, TravelAgent, call, respond_to, results_requests, weather_tool
 
 LONG_UPDATE = "Update: " + "still working on it, " * 4 + "almost there."
 
@@ -116,14 +115,7 @@ async def test_a_result_waits_while_the_users_turn_runs_a_tool() -> None:
     """The user's turn is answered by a tool call: while that tool runs (core counts the
     agent as idle then), a pending update is not spoken; the tool's answer comes first."""
     gates = Gates()
-    weather_running = asyncio.Event()
-
-    @function_tool
-    async def check_weather(city: str) -> str:
-        """The weather in the city."""
-        weather_running.set()
-        await gates.wait("weather")
-        return f"Sunny in {city}"
+    check_weather, weather_running = weather_tool(gates)
 
     model = ScriptedLLM(
         responder=respond_to(

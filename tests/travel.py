@@ -81,6 +81,21 @@ class TravelAgent(Agent):
         return "sent"
 
 
+def weather_tool(gates: Gates) -> tuple[Any, asyncio.Event]:
+    """A plain tool the model may call in any reply: it runs until ``weather`` opens. Also
+    returns the event set once it runs."""
+    running = asyncio.Event()
+
+    @function_tool
+    async def check_weather(city: str) -> str:
+        """The weather in the city."""
+        running.set()
+        await gates.wait("weather")
+        return f"Sunny in {city}"
+
+    return check_weather, running
+
+
 def respond_to(user_turns: dict[str, Reply]) -> Any:
     """A responder: scripted answers to user messages, acknowledgements otherwise.
 
