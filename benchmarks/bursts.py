@@ -121,10 +121,12 @@ async def burst(
     """
     gate, model = Gate(), BurstLLM(results)
     session: AgentSession[Any] = AgentSession(llm=model)
-    chat_ctx = llm.ChatContext()
-    for turn in range(history):
-        chat_ctx.add_message(role="user", content=f"earlier question {turn}")
-        chat_ctx.add_message(role="assistant", content=f"earlier answer {turn}")
+    chat_ctx = None
+    if history:  # without one, the agent starts as every other benchmark's does
+        chat_ctx = llm.ChatContext()
+        for turn in range(history):
+            chat_ctx.add_message(role="user", content=f"earlier question {turn}")
+            chat_ctx.add_message(role="assistant", content=f"earlier answer {turn}")
     agent = Agent(instructions="bench", tools=build_tools(impl, gate), chat_ctx=chat_ctx)
     await session.start(agent)
     try:

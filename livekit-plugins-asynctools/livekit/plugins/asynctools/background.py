@@ -393,9 +393,10 @@ class BackgroundCall(CallOutputs):
         A ``now`` answer interrupts the model where the provider schedules the call's
         response itself (Gemini Live under ``NON_BLOCKING``).
         """
-        waiting = self._first_output
-        if waiting is None or waiting.done():  # answered already
+        if self._answered():
             return False
+        waiting = self._first_output
+        assert waiting is not None
         if error:
             waiting.set_exception(answer)
         else:
