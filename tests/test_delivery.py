@@ -137,6 +137,46 @@ async def test_a_result_waits_while_a_deferred_reply_runs_a_tool() -> None:
     assert log.heard == ["ack c1", "ack h1", "ack w1", "Update: h1_finished"]
 
 
+async def test_a_result_waits_while_a_turn_begun_after_a_deferred_reply_runs_a_tool() -> None:
+    """The floor goes on watching every speech once it has asked for a deferred reply: a
+    user turn that then calls a tool is not over while the tool runs, and a result that
+    lands meanwhile is spoken after the tool's answer."""
+    gates = Gates()
+    check_weather, weather_running = weather_tool(gates)
+    model = ScriptedLLM(
+        responder=respond_to(
+            {
+                "book": call("book_flight", "c1", destination="Tokyo"),
+                "hotel": call("reserve_hotel", "h1", city="Tokyo"),
+                "weather": call("check_weather", "w1", city="Tokyo"),
+            }
+        )
+    )
+    trip = AsyncToolset(id="trip", tools=[Flights(gates), Hotels(gates)])
+    agent = TravelAgent(tools=[trip, check_weather])
+    async with text_session(agent, llm=model) as (session, log):
+        await session.run(user_input="book")
+        await session.run(user_input="hotel")
+        gates.open("found", "booked")
+        await log.wait_for(lambda _: "Update: c1_update_1, c1_finished" in log.heard)
+        session.generate_reply(user_input="weather")  # the floor still watches: h1 runs
+        await weather_running.wait()
+        gates.open("hotel")
+        await asyncio.sleep(0.3)
+        asked_while_the_tool_ran = [new_results(r) for r in results_requests(model.requests)]
+        gates.open("weather")
+        await log.wait_for(lambda _: "Update: h1_finished" in log.heard)
+
+    assert asked_while_the_tool_ran == [["c1_update_1", "c1_finished"]]
+    assert log.heard == [
+        "ack c1",
+        "ack h1",
+        "Update: c1_update_1, c1_finished",
+        "ack w1",
+        "Update: h1_finished",
+    ]
+
+
 async def test_a_burst_of_results_is_added_to_the_chat_in_order_and_spoken_once() -> None:
     """Twenty calls finishing in the same instant: every result is in the chat, in call
     order, and one reply speaks them all."""

@@ -259,13 +259,7 @@ class DeliveryCoordinator:
         """Wait for ``handle`` to play ``batch``; False if it failed (the model, the TTS or
         the realtime model reported an error while it was generated and played, and the
         user did not interrupt it): its deliveries are pending again."""
-        ids = []
-        toolsets = []
-        for d in batch:
-            ids.append(d.call_id)
-            if d.call is not None:
-                toolsets.append(d.call.toolset_events)
-        self._lifecycle.reply("scheduled", ids, toolsets, speech_id=handle.id)
+        self._lifecycle.reply("scheduled", batch, speech_id=handle.id)
         self._in_flight, self._playing = batch, handle
         # the floor watches the session until the speak loop is over (see submit)
         errors = self.floor.reply_errors
@@ -280,6 +274,7 @@ class DeliveryCoordinator:
         failed = not handle.interrupted and self.floor.reply_errors > errors
         if handle.interrupted or failed:
             heard = heard_text(handle)
+            ids = [d.call_id for d in batch]
             if failed:
                 logger.warning(
                     "deferred reply failed before it played out, giving its results again",
@@ -293,14 +288,14 @@ class DeliveryCoordinator:
             self._receipt(batch, "interrupted")
             self._interrupted = (ids, heard)
             self._to_speak[:0] = batch
-            self._lifecycle.reply("interrupted", ids, toolsets, speech_id=handle.id, heard=heard)
+            self._lifecycle.reply("interrupted", batch, speech_id=handle.id, heard=heard)
         else:
             self._receipt(batch, "heard")
             self._interrupted = None
             for d in batch:
                 if d.call is not None:
                     self.fillers.spoke_about(d.call)
-            self._lifecycle.reply("heard", ids, toolsets, speech_id=handle.id)
+            self._lifecycle.reply("heard", batch, speech_id=handle.id)
         self._spoken.set()
         self._spoken.clear()
         return not failed
@@ -326,8 +321,7 @@ class DeliveryCoordinator:
         self._receipt(batch, "not_given")
         text = self._text("not_heard", batch, call_ids=ids, heard="")
         self._session.history.insert([llm.ChatMessage(role="system", content=[text])])
-        toolsets = [d.call.toolset_events for d in batch if d.call is not None]
-        self._lifecycle.reply("not_given", ids, toolsets)
+        self._lifecycle.reply("not_given", batch)
 
     def _text(self, name: str, batch: Sequence[Delivery], **args: Any) -> str:
         """A reply-level text: the oldest call's settings, then the agent's and session's."""

@@ -40,7 +40,11 @@ from livekit.agents import utils
 from . import _compat
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from livekit.agents import AgentSession
+
+    from .delivery import Delivery
 
 DeliveryMode = Literal["idle", "silent", "now"]
 """How an update or a result reaches the user:
@@ -352,19 +356,24 @@ class Lifecycle:
     def reply(
         self,
         status: Literal["scheduled", "heard", "interrupted", "not_given"],
-        update_ids: list[str],
-        toolsets: list[TaskEvents | None],
+        batch: Sequence[Delivery],
         *,
         speech_id: str = "",
         heard: str = "",
     ) -> None:
-        """A deferred reply's progress: :class:`ReplyEvent`, built only if anyone listens;
-        core is told where it has an event for it (1.8)."""
+        """A deferred reply's progress, for the deliveries of ``batch``: :class:`ReplyEvent`,
+        built only if anyone listens; core is told where it has an event for it (1.8)."""
         name = _REPLY_EVENTS[status]
         listening: list[TaskEvents] = []
-        for events in (self.session_events, *toolsets):
+        if self.session_events._may_have_listener(name):
+            listening.append(self.session_events)
+        for d in batch:
+            events = d.call.toolset_events if d.call is not None else None
             if events is not None and events not in listening and events._may_have_listener(name):
                 listening.append(events)
+        if not listening and self.core is None:
+            return
+        update_ids = [d.call_id for d in batch]
         if listening:
             ev = ReplyEvent(status, update_ids, speech_id=speech_id, heard=heard)
             for events in listening:

@@ -148,7 +148,9 @@ class ConversationFloor:
         The floor tracks the new speech itself, with its ``speech_created`` listener off
         for the call: core's emitter looks up every listener's signature on each emit,
         which would be the costliest step of a deferred reply. Nothing else runs while
-        ``generate_reply`` does, so the only speech created meanwhile is this one.
+        ``generate_reply`` does, so the only speech created meanwhile is this one. The
+        listener goes back without ``on()``'s checks, which it passed when the watch began
+        (:func:`~livekit.plugins.asynctools._compat.listen_again`).
 
         Raises:
             RuntimeError: From ``generate_reply`` (the session is closing, or not started).
@@ -162,7 +164,7 @@ class ConversationFloor:
         try:
             handle = self._session.generate_reply(**options)
         finally:
-            self._session.on("speech_created", self._speech_listener)
+            _compat.listen_again(self._session, "speech_created", self._speech_listener)
         self._track(handle)
         return handle
 

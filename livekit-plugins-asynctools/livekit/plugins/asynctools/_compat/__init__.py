@@ -254,6 +254,23 @@ def speeches_under_way(session: AgentSession[Any]) -> list[SpeechHandle]:
     return [s for s in speeches if not s.done()]
 
 
+def listen_again(session: AgentSession[Any], event: str, listener: Callable[..., Any]) -> None:
+    """Attach ``listener`` to ``event`` again, after ``session.on()`` took it once and
+    ``session.off()`` removed it.
+
+    livekit-rtc's ``EventEmitter`` keeps each event's listeners in a set in ``_events``,
+    on every supported release, and ``off()`` leaves that set in place: adding to it skips
+    what ``on()`` checks again (a deprecated event's warning, and whether the listener is a
+    coroutine function, seven calls in all), which this listener passed the first time.
+    Elsewhere it is ``session.on()``.
+    """
+    listeners = getattr(session, "_events", None)
+    if type(listeners) is dict and type(attached := listeners.get(event)) is set:
+        attached.add(listener)
+    else:
+        session.on(event, listener)  # type: ignore[arg-type]
+
+
 def session_is_closing(session: AgentSession[Any]) -> bool:
     """Whether the session has started (or finished) shutting down."""
     if getattr(session, "_closing", False) or getattr(session, "_closing_task", None):
