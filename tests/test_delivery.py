@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 from livekit.agents import AgentSession, function_tool
 from livekit.agents.llm.tool_context import ToolFlag
@@ -96,6 +99,35 @@ async def test_results_arriving_while_a_reply_is_generated_go_into_the_next_one(
     ]
 
 
+@contextlib.asynccontextmanager
+async def _flight_and_hotel_under_way(
+    gates: Gates, model: ScriptedLLM, check_weather: Any
+) -> AsyncIterator[tuple[AgentSession[Any], ConversationLog]]:
+    """A text session in which the flight (c1) and the hotel (h1) calls run, and the
+    flight's gates are open."""
+    trip = AsyncToolset(id="trip", tools=[Flights(gates), Hotels(gates)])
+    agent = TravelAgent(tools=[trip, check_weather])
+    async with text_session(agent, llm=model) as (session, log):
+        await session.run(user_input="book")
+        await session.run(user_input="hotel")
+        gates.open("found", "booked")
+        yield session, log
+
+
+async def _finish_the_hotel_while_the_weather_runs(
+    gates: Gates, weather_running: asyncio.Event, model: ScriptedLLM, log: ConversationLog
+) -> list[list[str]]:
+    """Once ``check_weather`` runs, let the hotel call finish, then the tool: returns the
+    results each deferred-reply request had asked about while the tool ran."""
+    await weather_running.wait()
+    gates.open("hotel")
+    await asyncio.sleep(0.3)
+    asked = [new_results(r) for r in results_requests(model.requests)]
+    gates.open("weather")
+    await log.wait_for(lambda _: "Update: h1_finished" in log.heard)
+    return asked
+
+
 async def test_a_result_waits_while_a_deferred_reply_runs_a_tool() -> None:
     """A deferred reply that calls a tool is not over while the tool runs (core counts the
     agent as idle then): a result that lands meanwhile is spoken after the tool's answer."""
@@ -120,18 +152,10 @@ async def test_a_result_waits_while_a_deferred_reply_runs_a_tool() -> None:
         return scripted(req)
 
     model = ScriptedLLM(responder=respond)
-    trip = AsyncToolset(id="trip", tools=[Flights(gates), Hotels(gates)])
-    agent = TravelAgent(tools=[trip, check_weather])
-    async with text_session(agent, llm=model) as (session, log):
-        await session.run(user_input="book")
-        await session.run(user_input="hotel")
-        gates.open("found", "booked")
-        await weather_running.wait()
-        gates.open("hotel")
-        await asyncio.sleep(0.3)
-        asked_while_the_tool_ran = [new_results(r) for r in results_requests(model.requests)]
-        gates.open("weather")
-        await log.wait_for(lambda _: "Update: h1_finished" in log.heard)
+    async with _flight_and_hotel_under_way(gates, model, check_weather) as (_, log):
+        asked_while_the_tool_ran = await _finish_the_hotel_while_the_weather_runs(
+            gates, weather_running, model, log
+        )
 
     assert asked_while_the_tool_ran == [["c1_update_1", "c1_finished"]]
     assert log.heard == ["ack c1", "ack h1", "ack w1", "Update: h1_finished"]
@@ -152,20 +176,12 @@ async def test_a_result_waits_while_a_turn_begun_after_a_deferred_reply_runs_a_t
             }
         )
     )
-    trip = AsyncToolset(id="trip", tools=[Flights(gates), Hotels(gates)])
-    agent = TravelAgent(tools=[trip, check_weather])
-    async with text_session(agent, llm=model) as (session, log):
-        await session.run(user_input="book")
-        await session.run(user_input="hotel")
-        gates.open("found", "booked")
+    async with _flight_and_hotel_under_way(gates, model, check_weather) as (session, log):
         await log.wait_for(lambda _: "Update: c1_update_1, c1_finished" in log.heard)
         session.generate_reply(user_input="weather")  # the floor still watches: h1 runs
-        await weather_running.wait()
-        gates.open("hotel")
-        await asyncio.sleep(0.3)
-        asked_while_the_tool_ran = [new_results(r) for r in results_requests(model.requests)]
-        gates.open("weather")
-        await log.wait_for(lambda _: "Update: h1_finished" in log.heard)
+        asked_while_the_tool_ran = await _finish_the_hotel_while_the_weather_runs(
+            gates, weather_running, model, log
+        )
 
     assert asked_while_the_tool_ran == [["c1_update_1", "c1_finished"]]
     assert log.heard == [
