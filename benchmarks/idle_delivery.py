@@ -17,8 +17,8 @@ Usage::
 With ``--processes N``, N fresh processes run one after another, each with ``--samples``
 windows per implementation, and the median of their ratios is printed: where objects and
 code land in memory differs from process to process and moves one process's ratio by a
-few percent (0.93x to 1.04x on 1.5.17), which more samples in one process do not average
-out.
+few percent (0.91x to 1.07x over 70 processes on 1.5.17), which more samples in one
+process do not average out.
 
 With ``--callgrind`` (see ``callcounts.py``), collection is switched on for exactly the
 windows; the instruction count of the output file / ``--samples`` is the count a window.
@@ -71,16 +71,16 @@ async def main(args: argparse.Namespace) -> None:
             burst = await bursts.burst(impl, 1, profiler=window, history=args.history)
             wall[impl].append(burst[0])
             cpu[impl].append(window.cpu)
+    medians = {i: [statistics.median(wall[i]), statistics.median(cpu[i])] for i in impls}
     if args.json:
-        medians = {i: [statistics.median(wall[i]), statistics.median(cpu[i])] for i in impls}
         print(json.dumps(medians))
         return
     first = impls[0]
+    w0, c0 = medians[first]
     for impl in impls:
-        w, c = statistics.median(wall[impl]), statistics.median(cpu[impl])
+        w, c = medians[impl]
         ratio = ""
         if impl != first:
-            w0, c0 = statistics.median(wall[first]), statistics.median(cpu[first])
             ratio = f"  ({first} / {impl}: wall {w0 / w:.3f}x, CPU {c0 / c:.3f}x)"
         print(f"{impl}: wall {w * 1e3:.3f} ms, CPU {c * 1e3:.3f} ms{ratio}")
 
