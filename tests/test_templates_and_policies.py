@@ -15,7 +15,7 @@ from livekit.plugins.asynctools import (
     set_templates,
     tool_policy,
 )
-from livekit.plugins.asynctools.templates import UpdateArgs
+from livekit.plugins.asynctools.default_texts import UpdateArgs
 from livekit.plugins.asynctools.testing import LLMRequest, Reply, ScriptedLLM, text_session
 
 from .travel import Gates, TravelAgent, call, output_of, respond_to, results_requests

@@ -29,6 +29,31 @@ from livekit.agents import Plugin
 
 from .background import BackgroundCall
 from .context import AsyncRunContext, BackgroundResult
+from .default_texts import (
+    ASK_INSTRUCTIONS,
+    CANCEL_REASON_CLOSED,
+    CANCEL_REASON_FROM_ROOM,
+    CANCEL_REASON_REPLACED,
+    CANCEL_REASON_REQUESTED,
+    CANCEL_REASON_SESSION_ENDED,
+    CANCEL_REFUSED,
+    CANCEL_TASK_DESCRIPTION,
+    CANCELLED_TEMPLATE,
+    COMPLETED_WITHOUT_RESULT,
+    CONFIRM_DUPLICATE_PARAM,
+    DUPLICATE_CONFIRM,
+    DUPLICATE_REJECT,
+    FILLER_INSTRUCTIONS,
+    FILLER_LINE_INSTRUCTIONS,
+    GET_RUNNING_TASKS_DESCRIPTION,
+    NO_RUNNING_TASKS,
+    NOT_HEARD_RECORD,
+    REPLY_INSTRUCTIONS,
+    REPLY_INTERRUPTED_NOTE,
+    STILL_RUNNING_TEMPLATE,
+    TIMED_OUT_TEMPLATE,
+    UPDATE_TEMPLATE,
+)
 from .delivery import RECEIPT_KEY, Delivery, DeliveryCoordinator
 from .events import (
     DeliveryMode,
@@ -54,33 +79,7 @@ from .room_tasks import (
     default_authorize,
     publish_tasks,
 )
-from .templates import (
-    ASK_INSTRUCTIONS,
-    CANCEL_REASON_CLOSED,
-    CANCEL_REASON_FROM_ROOM,
-    CANCEL_REASON_REPLACED,
-    CANCEL_REASON_REQUESTED,
-    CANCEL_REASON_SESSION_ENDED,
-    CANCEL_REFUSED,
-    CANCEL_TASK_DESCRIPTION,
-    CANCELLED_TEMPLATE,
-    COMPLETED_WITHOUT_RESULT,
-    CONFIRM_DUPLICATE_PARAM,
-    DUPLICATE_CONFIRM,
-    DUPLICATE_REJECT,
-    FILLER_INSTRUCTIONS,
-    FILLER_LINE_INSTRUCTIONS,
-    GET_RUNNING_TASKS_DESCRIPTION,
-    NO_RUNNING_TASKS,
-    NOT_HEARD_RECORD,
-    REPLY_INSTRUCTIONS,
-    REPLY_INTERRUPTED_NOTE,
-    STILL_RUNNING_TEMPLATE,
-    TIMED_OUT_TEMPLATE,
-    UPDATE_TEMPLATE,
-    Templates,
-    set_templates,
-)
+from .templates import Templates, set_templates
 from .toolset import AsyncToolset
 from .version import __version__
 

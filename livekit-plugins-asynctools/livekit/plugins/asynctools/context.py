@@ -106,7 +106,7 @@ class AsyncRunContext(_compat.RunContext[Userdata_T]):
             stage: Name of the current stage.
             seconds_left: Estimated seconds until the call is done.
             template: This update's template: a ``str.format`` string or a callable of
-                :class:`~livekit.plugins.asynctools.templates.UpdateArgs`. Defaults to
+                :class:`~livekit.plugins.asynctools.default_texts.UpdateArgs`. Defaults to
                 the most specific ``update`` template set.
 
         Raises:

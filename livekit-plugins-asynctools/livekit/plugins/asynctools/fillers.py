@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import llm, utils
 
 from . import _compat
+from .default_texts import FILLER_LINE_INSTRUCTIONS
 from .log import logger
-from .templates import FILLER_LINE_INSTRUCTIONS
 
 if TYPE_CHECKING:
     from livekit.agents.voice import SpeechHandle

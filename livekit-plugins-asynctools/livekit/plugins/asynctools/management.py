@@ -16,15 +16,14 @@ from typing import Any
 from livekit.agents import llm
 
 from ._compat import RunContext
-from .session_scope import existing_scope
-from .templates import (
+from .default_texts import (
     CANCEL_REASON_REQUESTED,
     CANCEL_TASK_DESCRIPTION,
     GET_RUNNING_TASKS_DESCRIPTION,
     NO_RUNNING_TASKS,
-    Templates,
-    resolve,
 )
+from .session_scope import existing_scope
+from .templates import Templates, resolve
 
 
 async def _list_running(ctx: RunContext[Any]) -> list[dict[str, Any]] | str:

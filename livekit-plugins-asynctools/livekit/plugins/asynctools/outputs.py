@@ -23,10 +23,10 @@ from livekit.agents import Agent, llm
 
 from . import _compat
 from .context import AsyncRunContext, BackgroundResult
+from .default_texts import CANCEL_REASON_SESSION_ENDED
 from .delivery import Delivery
 from .events import DeliveryMode
 from .log import logger
-from .templates import CANCEL_REASON_SESSION_ENDED
 
 if TYPE_CHECKING:
     from .background import BackgroundCall

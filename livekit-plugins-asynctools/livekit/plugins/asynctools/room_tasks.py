@@ -34,10 +34,10 @@ from livekit import rtc
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from .default_texts import CANCEL_REASON_FROM_ROOM
 from .events import ReplyEvent, TaskEnded, TaskEvents, TaskStarted, TaskUpdated, task_events
 from .log import logger
 from .session_scope import existing_scope
-from .templates import CANCEL_REASON_FROM_ROOM
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession

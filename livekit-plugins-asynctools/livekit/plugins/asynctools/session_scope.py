@@ -11,9 +11,9 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .default_texts import CANCEL_REASON_SESSION_ENDED
 from .delivery import DeliveryCoordinator
 from .events import Lifecycle
-from .templates import CANCEL_REASON_SESSION_ENDED
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession

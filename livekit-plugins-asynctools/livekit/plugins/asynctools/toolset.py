@@ -14,6 +14,7 @@ from livekit.agents.llm.utils import function_arguments_to_pydantic_model
 from . import _compat
 from .background import BackgroundCall
 from .context import AsyncRunContext
+from .default_texts import CANCEL_REASON_CLOSED, CANCEL_REASON_REPLACED, CONFIRM_DUPLICATE_PARAM
 from .events import TaskEvents
 from .log import logger
 from .management import management_tools
@@ -28,13 +29,7 @@ from .policy import (
     effective_policy,
 )
 from .session_scope import session_scope
-from .templates import (
-    CANCEL_REASON_CLOSED,
-    CANCEL_REASON_REPLACED,
-    CONFIRM_DUPLICATE_PARAM,
-    Templates,
-    text_for,
-)
+from .templates import Templates, text_for
 
 _AnyTool = llm.FunctionTool[Any, Any] | llm.RawFunctionTool[Any, Any]
 
