@@ -15,7 +15,7 @@ from livekit.plugins.asynctools import (
     set_templates,
     tool_policy,
 )
-from livekit.plugins.asynctools.default_texts import UpdateArgs
+from livekit.plugins.asynctools.default_texts import DEFAULTS, PLACEHOLDERS, UpdateArgs
 from livekit.plugins.asynctools.testing import LLMRequest, Reply, ScriptedLLM, text_session
 
 from .travel import Gates, TravelAgent, call, output_of, respond_to, results_requests
@@ -49,6 +49,15 @@ def no_policy(tool: Any) -> Any:
 
 
 # ---- Templates validation ----------------------------------------------------------
+
+
+def test_every_default_text_passes_the_check_a_template_in_its_place_gets() -> None:
+    """The defaults (``default_texts``) and the validation (``templates``) agree: every
+    text a ``Templates`` may set has a default, and each default, set as a template of
+    its own, uses only the placeholders its text takes."""
+    assert set(DEFAULTS) == set(PLACEHOLDERS)
+    every_default = Templates(**DEFAULTS)
+    assert all(every_default.get(name) == text for name, text in DEFAULTS.items())
 
 
 def test_an_unknown_placeholder_is_refused_when_templates_are_built() -> None:
