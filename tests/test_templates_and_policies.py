@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ def test_every_default_text_passes_the_check_a_template_in_its_place_gets() -> N
     """The defaults (``default_texts``) and the validation (``templates``) agree: every
     text a ``Templates`` may set has a default, and each default, set as a template of
     its own, uses only the placeholders its text takes."""
-    assert set(DEFAULTS) == set(PLACEHOLDERS)
+    assert set(inspect.signature(Templates).parameters) == set(DEFAULTS) == set(PLACEHOLDERS)
     every_default = Templates(**DEFAULTS)
     assert all(every_default.get(name) == text for name, text in DEFAULTS.items())
 
