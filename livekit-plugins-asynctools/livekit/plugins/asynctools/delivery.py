@@ -200,7 +200,7 @@ class DeliveryCoordinator:
                 if urgent:
                     await self.floor.wait_until_user_quiet()
                 else:
-                    await self.floor.wait_until_free()
+                    await self.floor.wait_until_free(in_use=True)  # see submit
             except _compat.SessionClosing:
                 return
             self._waiting_for_floor = False

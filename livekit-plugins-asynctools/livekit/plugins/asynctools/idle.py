@@ -168,14 +168,19 @@ class ConversationFloor:
         self._track(handle)
         return handle
 
-    async def wait_until_free(self) -> None:
+    async def wait_until_free(self, *, in_use: bool = False) -> None:
         """Return once the agent is quiet and the user's last turn is over and answered.
 
         The caller must not await anything between this returning and starting its reply.
         Whether the agent is busy is core's call (its speech queue): ``agent_state`` can
         stay "speaking" after a text-only realtime reply on 1.5.
+
+        Args:
+            in_use: The caller holds a :meth:`use` for as long as it waits (the deferred
+                reply loop does), so the wait need not take one of its own.
         """
-        self.use()
+        if not in_use:
+            self.use()
         try:
             while True:
                 self._changed.clear()
@@ -204,7 +209,8 @@ class ConversationFloor:
                     self._turn_open = False
                 return
         finally:
-            self.done_with()
+            if not in_use:
+                self.done_with()
 
     async def wait_until_user_quiet(self) -> None:
         """Return once the user is not speaking and no agent handoff is under way (the wait

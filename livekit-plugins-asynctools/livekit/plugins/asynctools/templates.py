@@ -181,6 +181,9 @@ class Templates:
 
 # templates set on a session, an agent or a run context; weak, so they go with their owner
 _configured: weakref.WeakKeyDictionary[Any, Templates] = weakref.WeakKeyDictionary()
+# whether set_templates() was ever called: until then a text looks up no session, agent or
+# call (asking the weak dictionary whether it is empty is a Python call of its own)
+_ever_set = False
 
 
 def set_templates(target: Any, templates: Templates) -> None:
@@ -194,14 +197,16 @@ def set_templates(target: Any, templates: Templates) -> None:
         set_templates(session, Templates(reply="Tell the user what {pending_call_ids} found."))
         set_templates(agent, Templates(cancelled="{function_name} stopped ({reason})."))
     """
+    global _ever_set
     if not isinstance(templates, Templates):
         raise TypeError(f"expected a Templates object, got {type(templates).__name__}")
     _configured[target] = templates
+    _ever_set = True
 
 
 def templates_of(target: Any) -> Templates | None:
     """The :class:`Templates` set on ``target`` with :func:`set_templates`, if any."""
-    if not _configured:  # the usual case, on the path of every delivery: no lookup
+    if not _ever_set:  # the usual case, on the path of every delivery: no lookup
         return None
     try:
         return _configured.get(target)
@@ -221,17 +226,26 @@ def text_for(
     """The text ``name`` with ``args``, from the most specific setting: the call's
     (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
     then the module default."""
-    if _configured:
-        layers: tuple[Templates | None, ...] = (
-            templates_of(ctx) if ctx is not None else None,
-            tool,
-            toolset,
-            templates_of(session.current_agent),
-            templates_of(session),
+    if _ever_set:
+        template = resolve(
+            name,
+            (
+                templates_of(ctx) if ctx is not None else None,
+                tool,
+                toolset,
+                templates_of(session.current_agent),
+                templates_of(session),
+            ),
         )
-    else:  # nothing set on any session, agent or call: no lookups
-        layers = (tool, toolset)
-    return render(resolve(name, layers), args)
+    elif tool is None and toolset is None:
+        # nothing set anywhere, the usual case on the path of every delivery: the default,
+        # formatted here (each function call on that path costs a few cold microseconds)
+        template = DEFAULTS[name]
+    else:
+        template = resolve(name, (tool, toolset))
+    if type(template) is str:
+        return template.format_map(args)
+    return render(template, args)
 
 
 def resolve(name: str, layers: Iterable[Templates | None]) -> Template:
