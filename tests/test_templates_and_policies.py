@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -59,6 +61,55 @@ def test_every_default_text_passes_the_check_a_template_in_its_place_gets() -> N
     assert set(inspect.signature(Templates).parameters) == set(DEFAULTS) == set(PLACEHOLDERS)
     every_default = Templates(**DEFAULTS)
     assert all(every_default.get(name) == text for name, text in DEFAULTS.items())
+
+
+# run in a fresh interpreter: whether set_templates() was ever called is process-wide
+_TEXT_CHOICE_BEFORE_AND_AFTER_SET_TEMPLATES = """
+from livekit.plugins.asynctools import Templates, set_templates
+from livekit.plugins.asynctools.default_texts import DEFAULTS
+from livekit.plugins.asynctools.templates import text_for
+
+class Agent: pass
+class Session:
+    def __init__(self): self.current_agent = Agent()
+
+def check(session, other):
+    args = {"pending_call_ids": ["c1"]}
+    toolset = Templates(reply="toolset {pending_call_ids}")
+    tool = Templates(reply=lambda a: f"tool {a['pending_call_ids'][0]}")
+    yield text_for("reply", args, session), other or DEFAULTS["reply"].format(**args)
+    yield text_for("reply", args, session, toolset=toolset), "toolset ['c1']"
+    yield text_for("reply", args, session, tool=tool, toolset=toolset), "tool c1"
+    yield text_for("not_heard", {"call_ids": [], "heard": ""}, session, toolset=toolset), (
+        DEFAULTS["not_heard"].format(call_ids=[], heard="")
+    )
+
+session, other_session = Session(), Session()
+before = list(check(session, None))
+set_templates(session, Templates(reply="session {pending_call_ids}"))
+after = list(check(session, "session ['c1']"))
+untouched = list(check(other_session, None))
+set_templates(other_session.current_agent, Templates(reply=lambda a: "agent"))
+by_agent = list(check(other_session, "agent"))
+for got, expected in before + after + untouched + by_agent:
+    assert got == expected, (got, expected)
+print("ok", len(before + after + untouched + by_agent))
+"""
+
+
+def test_a_text_is_chosen_alike_before_and_after_templates_are_first_set() -> None:
+    """Until ``set_templates()`` is first called in a process, a text skips the session,
+    agent and call lookups (the default is formatted in place); before and after, the tool
+    beats the toolset, which beats the agent and the session, and a callable template
+    gets its arguments. Checked in a fresh interpreter, where nothing was set yet."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TEXT_CHOICE_BEFORE_AND_AFTER_SET_TEMPLATES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "16"]
 
 
 def test_an_unknown_placeholder_is_refused_when_templates_are_built() -> None:
