@@ -52,11 +52,12 @@ async def paired_ratio(
     ratios = []
     for k in range(n):
         if k % 2 == 0:
-            first = await base()
-            ratios.append(await other() / first)
+            base_time = await base()
+            other_time = await other()
         else:
-            second = await other()
-            ratios.append(second / await base())
+            other_time = await other()
+            base_time = await base()
+        ratios.append(other_time / base_time)
     return statistics.median(ratios)
 
 

@@ -226,26 +226,21 @@ def text_for(
     """The text ``name`` with ``args``, from the most specific setting: the call's
     (``ctx``), the tool's, the toolset's, the session's current agent's, the session's,
     then the module default."""
-    if _ever_set:
-        template = resolve(
-            name,
-            (
-                templates_of(ctx) if ctx is not None else None,
-                tool,
-                toolset,
-                templates_of(session.current_agent),
-                templates_of(session),
-            ),
-        )
-    elif tool is None and toolset is None:
+    if not _ever_set and tool is None and toolset is None:
         # nothing set anywhere, the usual case on the path of every delivery: the default,
         # formatted here (each function call on that path costs a few cold microseconds)
-        template = DEFAULTS[name]
-    else:
-        template = resolve(name, (tool, toolset))
-    if type(template) is str:
-        return template.format_map(args)
-    return render(template, args)
+        return DEFAULTS[name].format_map(args)
+    if _ever_set:
+        layers: tuple[Templates | None, ...] = (
+            templates_of(ctx) if ctx is not None else None,
+            tool,
+            toolset,
+            templates_of(session.current_agent),
+            templates_of(session),
+        )
+    else:  # nothing set on any session, agent or call: no lookups
+        layers = (tool, toolset)
+    return render(resolve(name, layers), args)
 
 
 def resolve(name: str, layers: Iterable[Templates | None]) -> Template:
